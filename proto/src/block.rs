@@ -1,0 +1,170 @@
+//! Blocks: building them (the orderer), the bytes the orderer signs, and parsing them (peers).
+
+use crate::hash::{block_header_bytes, data_hash};
+use crate::pb::common::{
+    Block, BlockData, BlockHeader, BlockMetadata, BlockMetadataIndex, Metadata, MetadataSignature,
+    SignatureHeader,
+};
+use crate::{BuildError, Limits, ParseError, Signer, TxValidationCode, decode, encode};
+
+/// The number of metadata entries a block carries (SIGNATURES through COMMIT_HASH).
+pub const METADATA_ENTRIES: usize = 5;
+
+/// Builds an unsigned block of `envelopes` following a block whose header hash is
+/// `previous_hash` (empty for the genesis block).
+pub fn new_block(number: u64, previous_hash: Vec<u8>, envelopes: Vec<Vec<u8>>) -> Block {
+    let data_hash = data_hash(envelopes.iter().map(Vec::as_slice)).to_vec();
+    Block {
+        header: Some(BlockHeader {
+            number,
+            previous_hash,
+            data_hash,
+        }),
+        data: Some(BlockData { data: envelopes }),
+        metadata: Some(BlockMetadata {
+            metadata: vec![Vec::new(); METADATA_ENTRIES],
+        }),
+    }
+}
+
+/// The bytes an orderer signs for a block: the metadata value ‖ the signature header ‖ the DER
+/// block header.
+pub fn block_signature_message(
+    metadata_value: &[u8],
+    signature_header: &[u8],
+    header: &BlockHeader,
+) -> Vec<u8> {
+    let header = block_header_bytes(header);
+    let mut msg = Vec::with_capacity(metadata_value.len() + signature_header.len() + header.len());
+    msg.extend_from_slice(metadata_value);
+    msg.extend_from_slice(signature_header);
+    msg.extend_from_slice(&header);
+    msg
+}
+
+/// Signs a block as an orderer: adds a signature to the SIGNATURES metadata entry over `value`
+/// (the orderer's block metadata) with a signature header of the signer and `nonce`.
+pub fn sign_block(
+    block: &mut Block,
+    value: Vec<u8>,
+    signer: &dyn Signer,
+    nonce: Vec<u8>,
+) -> Result<(), BuildError> {
+    let header = block
+        .header
+        .as_ref()
+        .ok_or_else(|| BuildError::Invalid("cannot sign a block without a header".into()))?;
+    let signature_header = encode(&SignatureHeader {
+        creator: signer.creator().to_vec(),
+        nonce,
+    });
+    let signature = signer.sign(&block_signature_message(&value, &signature_header, header))?;
+    let metadata = block.metadata.get_or_insert_with(BlockMetadata::default);
+    let slot = metadata_slot(metadata, BlockMetadataIndex::Signatures);
+    let mut entry: Metadata = if slot.is_empty() {
+        Metadata::default()
+    } else {
+        decode("Metadata", slot, &Limits::DEFAULT)?
+    };
+    entry.value = value;
+    entry.signatures.push(MetadataSignature {
+        signature_header,
+        signature,
+        identifier_header: Vec::new(),
+    });
+    *slot = encode(&entry);
+    Ok(())
+}
+
+/// The metadata entry at `index`, growing the list to hold it.
+fn metadata_slot(metadata: &mut BlockMetadata, index: BlockMetadataIndex) -> &mut Vec<u8> {
+    let i = index as usize;
+    if metadata.metadata.len() <= i {
+        metadata
+            .metadata
+            .resize(METADATA_ENTRIES.max(i + 1), Vec::new());
+    }
+    &mut metadata.metadata[i]
+}
+
+/// Records the validation code of every transaction in the TRANSACTIONS_FILTER metadata, one
+/// byte per transaction as Fabric does.
+pub fn set_transactions_filter(block: &mut Block, codes: &[TxValidationCode]) {
+    let metadata = block.metadata.get_or_insert_with(BlockMetadata::default);
+    *metadata_slot(metadata, BlockMetadataIndex::TransactionsFilter) =
+        codes.iter().map(|&c| c as i32 as u8).collect();
+}
+
+/// The metadata entry at `index`, if the block has one.
+pub fn metadata_entry(block: &Block, index: BlockMetadataIndex) -> Option<&[u8]> {
+    block
+        .metadata
+        .as_ref()
+        .and_then(|m| m.metadata.get(index as usize))
+        .map(Vec::as_slice)
+}
+
+/// A block's signatures: the signed metadata value and each orderer's signature with its header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockSignatures {
+    /// The signed value.
+    pub value: Vec<u8>,
+    /// The signatures.
+    pub signatures: Vec<MetadataSignature>,
+}
+
+/// Reads the SIGNATURES metadata entry of a block.
+pub fn block_signatures(block: &Block, limits: &Limits) -> Result<BlockSignatures, ParseError> {
+    let bytes = metadata_entry(block, BlockMetadataIndex::Signatures)
+        .filter(|b| !b.is_empty())
+        .ok_or(ParseError::Missing {
+            layer: "BlockMetadata.SIGNATURES",
+        })?;
+    let entry: Metadata = decode("BlockMetadata.SIGNATURES", bytes, limits)?;
+    if entry.signatures.is_empty() {
+        return Err(ParseError::Missing {
+            layer: "BlockMetadata.SIGNATURES",
+        });
+    }
+    Ok(BlockSignatures {
+        value: entry.value,
+        signatures: entry.signatures,
+    })
+}
+
+/// Parses a block and checks its structure: a header, data within the transaction limit, metadata,
+/// and a data hash that matches the data. Signatures and the hash chain are the validator's.
+pub fn parse_block(bytes: &[u8], limits: &Limits) -> Result<Block, ParseError> {
+    let block: Block = decode("Block", bytes, limits)?;
+    check_block(&block, limits)?;
+    Ok(block)
+}
+
+/// Checks the structure of a decoded block (see [`parse_block`]).
+pub fn check_block(block: &Block, limits: &Limits) -> Result<(), ParseError> {
+    let header = block.header.as_ref().ok_or(ParseError::Missing {
+        layer: "Block.header",
+    })?;
+    let data = block.data.as_ref().ok_or(ParseError::Missing {
+        layer: "Block.data",
+    })?;
+    if block.metadata.is_none() {
+        return Err(ParseError::Missing {
+            layer: "Block.metadata",
+        });
+    }
+    if data.data.len() > limits.max_block_transactions {
+        return Err(ParseError::TooLarge {
+            layer: "Block.data",
+            size: data.data.len(),
+            limit: limits.max_block_transactions,
+        });
+    }
+    if header.data_hash != data_hash(data.data.iter().map(Vec::as_slice)) {
+        return Err(ParseError::Invalid {
+            layer: "BlockHeader.data_hash",
+            reason: format!("does not match the data of block {}", header.number),
+        });
+    }
+    Ok(())
+}
