@@ -381,7 +381,7 @@ fn oversized_envelope_is_refused_before_decoding() {
         max_message_bytes: 100,
         ..Limits::default()
     };
-    let err = parse_transaction(&vec![0u8; 101], &limits).unwrap_err();
+    let err = parse_transaction(&[0u8; 101], &limits).unwrap_err();
     assert!(
         matches!(
             err,
