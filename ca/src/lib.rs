@@ -16,6 +16,7 @@
 //!   evaluation.
 //! - [`authority`]: the issuing core (root and intermediate CAs, member certificates, CRLs).
 //! - [`error`]: [`Error`] and [`Result`].
+//! - `testing` (feature `testing`): organisations with real CAs for other crates' tests.
 
 pub mod authority;
 pub mod crypto;
@@ -24,6 +25,8 @@ pub mod identity;
 pub mod manager;
 pub mod msp;
 pub mod policy;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use crypto::{KeyAlgorithm, PublicKey, SigningKey};
 pub use error::{Error, Result};

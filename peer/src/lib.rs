@@ -1,7 +1,23 @@
-//! The Mercato peer: ledger, committer and validator, WASM chaincode host, endorser, gateway.
-//!
-//! Nothing is built here yet: the ledger and committer, the chaincode runtime and the gateway are
-//! their own issues. This crate holds the place in the workspace.
+//! The Mercato peer: the ledger and the committer that validates ordered blocks and commits them.
+//! The chaincode host, endorser, gateway and the peer node itself come with later issues.
 //!
 //! # Layout
-//! Empty.
+//! - [`ledger`]: the [`ledger::LedgerStore`] trait, [`ledger::SledLedgerStore`] and
+//!   [`ledger::MemLedgerStore`]: blocks, versioned world state, history and txid indexes,
+//!   savepoint; one atomic batch per block.
+//! - [`rwset`]: read/write sets (with Mercato's commutative deltas), converted from Fabric's wire
+//!   format in one place.
+//! - [`validator`]: the channel's [`validator::ValidationContext`]; stage 1
+//!   ([`validator::verify`], parallel signatures and policies) and stage 2 ([`validator::mvcc`],
+//!   duplicates, MVCC, phantom reads, deltas).
+//! - [`committer`]: the [`committer::Committer`], its verify → commit pipeline, block events and
+//!   the rebuild of state from blocks.
+//! - [`error`]: [`Error`] and [`Result`].
+
+pub mod committer;
+pub mod error;
+pub mod ledger;
+pub mod rwset;
+pub mod validator;
+
+pub use error::{Error, Result};

@@ -5,7 +5,7 @@ use crate::pb::common::{
     Block, BlockData, BlockHeader, BlockMetadata, BlockMetadataIndex, Metadata, MetadataSignature,
     SignatureHeader,
 };
-use crate::{BuildError, Limits, ParseError, Signer, TxValidationCode, decode, encode};
+use crate::{BuildError, Limits, ParseError, Signer, ValidationCode, decode, encode};
 
 /// The number of metadata entries a block carries (SIGNATURES through COMMIT_HASH).
 pub const METADATA_ENTRIES: usize = 5;
@@ -89,10 +89,10 @@ fn metadata_slot(metadata: &mut BlockMetadata, index: BlockMetadataIndex) -> &mu
 
 /// Records the validation code of every transaction in the TRANSACTIONS_FILTER metadata, one
 /// byte per transaction as Fabric does.
-pub fn set_transactions_filter(block: &mut Block, codes: &[TxValidationCode]) {
+pub fn set_transactions_filter(block: &mut Block, codes: &[ValidationCode]) {
     let metadata = block.metadata.get_or_insert_with(BlockMetadata::default);
     *metadata_slot(metadata, BlockMetadataIndex::TransactionsFilter) =
-        codes.iter().map(|&c| c as i32 as u8).collect();
+        codes.iter().map(|c| c.0).collect();
 }
 
 /// The metadata entry at `index`, if the block has one.

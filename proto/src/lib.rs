@@ -19,6 +19,7 @@
 //! - [`response`]: build and parse a proposal response (an endorsement).
 //! - [`transaction`]: assemble, sign and parse an endorsed transaction envelope.
 //! - [`block`]: build and parse blocks, their metadata and the bytes the orderer signs.
+//! - [`validation`]: [`ValidationCode`], Fabric's codes and Mercato's own.
 //! - [`limits`]: size limits on everything decoded.
 //! - [`error`]: [`ParseError`] and [`BuildError`].
 
@@ -31,10 +32,12 @@ pub mod proposal;
 pub mod response;
 pub mod signer;
 pub mod transaction;
+pub mod validation;
 
 pub use error::{BuildError, ParseError};
 pub use limits::Limits;
 pub use signer::{SignError, Signer};
+pub use validation::ValidationCode;
 
 /// The generated wire types, one module per protobuf package. Only `proto` and the service modules
 /// of other crates use these directly; domain code works with the parsed views of this crate.

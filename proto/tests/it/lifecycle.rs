@@ -180,7 +180,10 @@ fn block_round_trip_with_signature_and_filter() {
     sign_block(&mut block, b"meta".to_vec(), &orderer, vec![1, 2, 3]).unwrap();
     set_transactions_filter(
         &mut block,
-        &[TxValidationCode::Valid, TxValidationCode::MvccReadConflict],
+        &[
+            TxValidationCode::Valid.into(),
+            TxValidationCode::MvccReadConflict.into(),
+        ],
     );
 
     let parsed = parse_block(&block.encode_to_vec(), &Limits::default()).unwrap();

@@ -1,0 +1,84 @@
+//! Organisations with real CAs for other crates' tests and benchmarks (feature `testing`). Every
+//! caller makes its own keys; nothing here is used by a node.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::authority::{Authority, MemberRequest, SubjectKey, Validity};
+use crate::crypto::to_pem;
+use crate::msp::MspMaterial;
+use crate::{KeyAlgorithm, Msp, Role, SigningIdentity, SigningKey};
+
+/// The fixed "now" of test certificates, unix seconds (2027-01-15).
+pub const NOW: i64 = 1_800_000_000;
+
+static SERIAL: AtomicU64 = AtomicU64::new(0x0100_0000);
+
+/// An organisation with a root CA that issues its members directly.
+pub struct TestOrg {
+    /// The MSP id.
+    pub id: String,
+    /// The root CA.
+    pub ca: Authority,
+}
+
+impl TestOrg {
+    /// A new organisation with a fresh root CA valid around [`NOW`] (and for a century after).
+    pub fn new(id: &str) -> TestOrg {
+        let validity = Validity::days_from(NOW - 30 * 86_400, 36_500);
+        TestOrg {
+            id: id.to_owned(),
+            ca: Authority::new_root(&format!("ca.{id}"), id, validity)
+                .unwrap_or_else(|e| panic!("test CA for {id}: {e}")),
+        }
+    }
+
+    /// The organisation's MSP material.
+    pub fn material(&self) -> MspMaterial {
+        MspMaterial {
+            root_certs: vec![self.ca.certificate_der().to_vec()],
+            ..MspMaterial::default()
+        }
+    }
+
+    /// The organisation's MSP.
+    pub fn msp(&self) -> Msp {
+        Msp::new(&self.id, self.material()).unwrap_or_else(|e| panic!("test MSP {}: {e}", self.id))
+    }
+
+    /// Issues a member and returns its signing identity and its private key as PKCS#8 DER.
+    pub fn member_with_key(
+        &self,
+        name: &str,
+        role: Role,
+        algorithm: KeyAlgorithm,
+    ) -> (SigningIdentity, Vec<u8>) {
+        let (key, pkcs8) = SigningKey::generate(algorithm).unwrap_or_else(|e| panic!("key: {e}"));
+        let serial = SERIAL.fetch_add(1, Ordering::Relaxed).to_be_bytes();
+        let first = serial.iter().position(|&b| b != 0).unwrap_or(7);
+        let der = self
+            .ca
+            .issue(&MemberRequest {
+                common_name: name.to_owned(),
+                role,
+                attributes: BTreeMap::new(),
+                key: SubjectKey {
+                    algorithm,
+                    bytes: key.public_key_bytes().to_vec(),
+                },
+                validity: Validity::days_from(NOW - 86_400, 36_500),
+                serial: serial[first..].to_vec(),
+                hosts: Vec::new(),
+            })
+            .unwrap_or_else(|e| panic!("issue {name}: {e}"));
+        let pem = to_pem("CERTIFICATE", &der);
+        let id = SigningIdentity::new(&self.id, pem.as_bytes(), key)
+            .unwrap_or_else(|e| panic!("signing identity {name}: {e}"));
+        (id, pkcs8)
+    }
+
+    /// Issues a member.
+    pub fn member(&self, name: &str, role: Role, algorithm: KeyAlgorithm) -> SigningIdentity {
+        self.member_with_key(name, role, algorithm).0
+    }
+}

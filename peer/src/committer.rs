@@ -1,0 +1,415 @@
+//! The committer: takes ordered blocks, validates them (see [`crate::validator`]) and commits
+//! each as one atomic batch, then tells subscribers what happened to every transaction.
+//!
+//! [`Committer::start_pipeline`] overlaps the stages: while block N is checked against the state
+//! and written, block N+1's signatures are already being verified on the other cores.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use mercato_proto::block::{parse_block, set_transactions_filter};
+use mercato_proto::hash::block_header_hash;
+use mercato_proto::pb::common::{Block, BlockMetadataIndex};
+use mercato_proto::pb::protos::ChaincodeEvent;
+use mercato_proto::transaction::parse_transaction;
+use mercato_proto::{TxValidationCode, ValidationCode};
+use prost::Message;
+use tokio::sync::broadcast;
+
+use crate::error::{Error, Result};
+use crate::ledger::{BlockCommit, LedgerStore};
+use crate::rwset::TxRwSet;
+use crate::validator::ValidationContext;
+use crate::validator::mvcc::{Mode, apply_block};
+use crate::validator::verify::{CheckedTx, verify_block, verify_transactions};
+
+/// What happened to one transaction of a committed block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxOutcome {
+    /// The txid, when it was genuine (see [`CheckedTx::txid`]).
+    pub txid: Option<String>,
+    /// The validation code.
+    pub code: ValidationCode,
+    /// The chaincode event of a valid transaction.
+    pub event: Option<ChaincodeEvent>,
+}
+
+/// A committed block, as subscribers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockEvent {
+    /// The block number.
+    pub number: u64,
+    /// Each transaction's outcome, in block order.
+    pub txs: Vec<TxOutcome>,
+}
+
+/// How many block events a slow subscriber may fall behind before it misses some (it can then
+/// look up the txid index). Bounds the memory events take.
+const EVENT_BUFFER: usize = 256;
+
+/// Validates and commits the blocks of one channel.
+pub struct Committer {
+    store: Arc<dyn LedgerStore>,
+    ctx: Arc<ValidationContext>,
+    /// The next block number to commit.
+    height: AtomicU64,
+    /// The header hash of the last committed block.
+    last_hash: Mutex<[u8; 32]>,
+    events: broadcast::Sender<Arc<BlockEvent>>,
+}
+
+impl std::fmt::Debug for Committer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Committer")
+            .field("height", &self.height())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A block after stage 1, waiting for stage 2.
+struct Verified {
+    block: Block,
+    checked: Vec<CheckedTx>,
+}
+
+impl Committer {
+    /// A committer over `store`, resuming at its savepoint.
+    pub fn new(store: Arc<dyn LedgerStore>, ctx: Arc<ValidationContext>) -> Result<Self> {
+        let (height, last_hash) = match store.savepoint()? {
+            Some(sp) => (sp.height(), sp.hash),
+            None => (0, [0; 32]),
+        };
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        Ok(Committer {
+            store,
+            ctx,
+            height: AtomicU64::new(height),
+            last_hash: Mutex::new(last_hash),
+            events,
+        })
+    }
+
+    /// The number of the next block to commit (the number of committed blocks).
+    pub fn height(&self) -> u64 {
+        self.height.load(Ordering::Acquire)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn LedgerStore> {
+        &self.store
+    }
+
+    /// Subscribes to committed blocks.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<BlockEvent>> {
+        self.events.subscribe()
+    }
+
+    /// Commits the genesis block: the channel's trust anchor, taken as it is (its configuration
+    /// is what the channel's MSPs and policies were built from).
+    pub fn commit_genesis(&self, mut block: Block) -> Result<Arc<BlockEvent>> {
+        let number = block.header.as_ref().map(|h| h.number).unwrap_or(u64::MAX);
+        if self.height() != 0 || number != 0 {
+            return Err(Error::invalid_block(
+                number,
+                "only block 0 of an empty ledger is a genesis block",
+            ));
+        }
+        let n = block.data.as_ref().map(|d| d.data.len()).unwrap_or(0);
+        let codes = vec![ValidationCode::VALID; n];
+        set_transactions_filter(&mut block, &codes);
+        let checked = vec![
+            CheckedTx {
+                txid: None,
+                code: ValidationCode::VALID,
+                rwset: Some(TxRwSet::default()),
+                event: None,
+            };
+            n
+        ];
+        self.commit_verified(Verified { block, checked })
+    }
+
+    /// Validates and commits one block now (no pipelining).
+    pub fn commit_block(&self, block: Block) -> Result<Arc<BlockEvent>> {
+        let verified = self.verify(block)?;
+        self.commit_verified(verified)
+    }
+
+    /// Stage 1 of a block: structure, orderer signatures and every transaction's signatures.
+    fn verify(&self, block: Block) -> Result<Verified> {
+        verify_block(&block, &self.ctx)?;
+        let checked = match &block.data {
+            Some(d) => verify_transactions(&d.data, &self.ctx),
+            None => Vec::new(),
+        };
+        Ok(Verified { block, checked })
+    }
+
+    /// Stage 2 of a block: continuity, MVCC and deltas, then the atomic commit.
+    fn commit_verified(&self, v: Verified) -> Result<Arc<BlockEvent>> {
+        let Verified { mut block, checked } = v;
+        let header = block
+            .header
+            .as_ref()
+            .ok_or_else(|| Error::invalid_block(0, "no header"))?;
+        let number = header.number;
+        let expected = self.height();
+        if number != expected {
+            return Err(Error::invalid_block(
+                number,
+                format!("the next block to commit is {expected}"),
+            ));
+        }
+        let mut last_hash = self.last_hash.lock().unwrap_or_else(|p| p.into_inner());
+        if number > 0 && header.previous_hash != last_hash.as_slice() {
+            return Err(Error::invalid_block(
+                number,
+                "its previous hash is not the hash of the last committed block",
+            ));
+        }
+        let hash = block_header_hash(header);
+        let applied = apply_block(self.store.as_ref(), number, &checked, Mode::Validate)?;
+        set_transactions_filter(&mut block, &applied.codes);
+        let commit = BlockCommit {
+            number,
+            hash,
+            block_bytes: block.encode_to_vec(),
+            updates: applied.updates,
+            txids: applied.txids,
+        };
+        self.store.commit(&commit)?;
+        *last_hash = hash;
+        self.height.store(number + 1, Ordering::Release);
+        drop(last_hash);
+        let event = Arc::new(BlockEvent {
+            number,
+            txs: checked
+                .into_iter()
+                .zip(&applied.codes)
+                .map(|(tx, &code)| TxOutcome {
+                    txid: tx.txid,
+                    code,
+                    event: if code.is_valid() { tx.event } else { None },
+                })
+                .collect(),
+        });
+        // No subscriber is fine: the outcome is in the txid index.
+        let _ = self.events.send(Arc::clone(&event));
+        Ok(event)
+    }
+
+    /// Starts the pipeline: a verifying thread and a committing thread joined by a queue of
+    /// `depth` blocks. [`Pipeline::submit`] blocks when the queue is full (back-pressure).
+    pub fn start_pipeline(self: &Arc<Self>, depth: usize) -> Pipeline {
+        let (in_tx, in_rx) = sync_channel::<Block>(depth.max(1));
+        let (mid_tx, mid_rx) = sync_channel::<Verified>(depth.max(1));
+        let failure: Arc<Mutex<Option<String>>> = Arc::default();
+        let verifier = {
+            let me = Arc::clone(self);
+            let failure = Arc::clone(&failure);
+            std::thread::Builder::new()
+                .name("verify".into())
+                .spawn(move || verify_loop(&me, in_rx, mid_tx, &failure))
+        };
+        let committer = {
+            let me = Arc::clone(self);
+            let failure = Arc::clone(&failure);
+            std::thread::Builder::new()
+                .name("commit".into())
+                .spawn(move || commit_loop(&me, mid_rx, &failure))
+        };
+        Pipeline {
+            input: Some(in_tx),
+            threads: [verifier.ok(), committer.ok()],
+            failure,
+        }
+    }
+}
+
+fn verify_loop(
+    me: &Committer,
+    input: Receiver<Block>,
+    output: SyncSender<Verified>,
+    failure: &Mutex<Option<String>>,
+) {
+    for block in input {
+        match me.verify(block) {
+            Ok(v) => {
+                if output.send(v).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // A refused block is logged and skipped; the blocks after it will fail continuity
+                // until the deliver client fetches it again.
+                tracing::warn!(error = %e, "block refused");
+                record_failure(failure, &e);
+            }
+        }
+    }
+}
+
+fn commit_loop(me: &Committer, input: Receiver<Verified>, failure: &Mutex<Option<String>>) {
+    for v in input {
+        if let Err(e) = me.commit_verified(v) {
+            tracing::warn!(error = %e, "block not committed");
+            record_failure(failure, &e);
+            if matches!(e, Error::Storage(_) | Error::Corrupt(_)) {
+                // The ledger itself failed: stop rather than skip blocks.
+                return;
+            }
+        }
+    }
+}
+
+fn record_failure(failure: &Mutex<Option<String>>, e: &Error) {
+    *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+}
+
+/// A running verify → commit pipeline. Dropping it (or [`Pipeline::finish`]) drains the queued
+/// blocks and stops the threads.
+pub struct Pipeline {
+    input: Option<SyncSender<Block>>,
+    threads: [Option<JoinHandle<()>>; 2],
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl Pipeline {
+    /// Queues a block, waiting while the pipeline is full.
+    pub fn submit(&self, block: Block) -> Result<()> {
+        let input = self
+            .input
+            .as_ref()
+            .ok_or_else(|| Error::Stopped("the pipeline is finished".into()))?;
+        input.send(block).map_err(|_| {
+            Error::Stopped(
+                self.last_failure()
+                    .unwrap_or_else(|| "the pipeline stopped".into()),
+            )
+        })
+    }
+
+    /// The last block refused or failed, if any.
+    pub fn last_failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Commits everything queued and stops the threads.
+    pub fn finish(mut self) -> Option<String> {
+        self.stop();
+        self.last_failure()
+    }
+
+    fn stop(&mut self) {
+        self.input.take();
+        for t in self.threads.iter_mut() {
+            if let Some(t) = t.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Rebuilds the state, history and txid index from the blocks of `source` alone, into `target`
+/// (an empty store), replaying every valid transaction with the codes recorded in each block.
+/// Returns the number of blocks replayed.
+pub fn rebuild(source: &dyn LedgerStore, target: &dyn LedgerStore) -> Result<u64> {
+    let Some(savepoint) = source.savepoint()? else {
+        return Ok(0);
+    };
+    if target.savepoint()?.is_some() {
+        return Err(Error::Storage("the rebuild target is not empty".into()));
+    }
+    for number in 0..=savepoint.number {
+        let bytes = source
+            .block(number)?
+            .ok_or_else(|| Error::Corrupt(format!("block {number} is missing")))?;
+        let block = parse_block(&bytes, &mercato_proto::Limits::DEFAULT)
+            .map_err(|e| Error::Corrupt(format!("block {number}: {e}")))?;
+        let header = block
+            .header
+            .as_ref()
+            .ok_or_else(|| Error::Corrupt(format!("block {number} has no header")))?;
+        let filter =
+            mercato_proto::block::metadata_entry(&block, BlockMetadataIndex::TransactionsFilter)
+                .unwrap_or_default();
+        let envelopes = block
+            .data
+            .as_ref()
+            .map(|d| d.data.as_slice())
+            .unwrap_or_default();
+        if filter.len() != envelopes.len() {
+            return Err(Error::Corrupt(format!(
+                "block {number} records {} codes for {} transactions",
+                filter.len(),
+                envelopes.len()
+            )));
+        }
+        let checked = envelopes
+            .iter()
+            .zip(filter)
+            .map(|(env, &code)| replay_checked(number, env, ValidationCode(code)))
+            .collect::<Result<Vec<_>>>()?;
+        let applied = apply_block(target, number, &checked, Mode::Replay)?;
+        target.commit(&BlockCommit {
+            number,
+            hash: block_header_hash(header),
+            block_bytes: bytes,
+            updates: applied.updates,
+            txids: applied.txids,
+        })?;
+    }
+    Ok(savepoint.number + 1)
+}
+
+/// The stage-1 result of a stored transaction, rebuilt from its recorded code.
+fn replay_checked(number: u64, envelope: &[u8], code: ValidationCode) -> Result<CheckedTx> {
+    let Ok(tx) = parse_transaction(envelope, &mercato_proto::Limits::DEFAULT) else {
+        // Only the genesis block holds configuration; other unparseable transactions are invalid.
+        if code.is_valid() && number > 0 {
+            return Err(Error::Corrupt(format!(
+                "block {number}: a valid transaction does not parse"
+            )));
+        }
+        return Ok(CheckedTx {
+            txid: None,
+            code,
+            rwset: Some(TxRwSet::default()),
+            event: None,
+        });
+    };
+    // A txid is indexed when it was genuine: the recorded code says how far it got.
+    let not_genuine = [
+        TxValidationCode::BadCreatorSignature,
+        TxValidationCode::BadProposalTxid,
+        TxValidationCode::TargetChainNotFound,
+        TxValidationCode::DuplicateTxid,
+    ]
+    .map(ValidationCode::from);
+    let genuine = !not_genuine.contains(&code) && tx.header.check_txid().is_ok();
+    let rwset = if code.is_valid() {
+        Some(
+            TxRwSet::decode(&tx.action.results)
+                .map_err(|e| Error::Corrupt(format!("block {number}: {e}")))?,
+        )
+    } else {
+        None
+    };
+    Ok(CheckedTx {
+        txid: genuine.then(|| tx.header.channel_header.tx_id.clone()),
+        code,
+        rwset,
+        event: None,
+    })
+}

@@ -1,0 +1,166 @@
+//! Block and transaction validation, in two stages.
+//!
+//! 1. [`verify`]: stateless and parallel across cores — block data hash and orderer signatures;
+//!    per transaction, structure, channel, creator signature, txid, endorsement signatures and the
+//!    endorsement policy of every chaincode it invokes or writes. Ed25519 signatures are verified
+//!    in batches.
+//! 2. [`mvcc`]: sequential in block order against the state — duplicate txids, read versions
+//!    (MVCC), range re-runs (phantom reads) and commutative deltas with their bounds.
+//!
+//! Neither stage reads a clock, draws randomness or iterates a `HashMap`: every peer reaches the
+//! same codes for the same block.
+
+pub mod mvcc;
+pub mod verify;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use mercato_ca::MspManager;
+use mercato_ca::policy::{Policy, PolicyResolver, SignaturePolicy};
+use mercato_proto::Limits;
+use mercato_proto::hash::sha256;
+
+/// The named policies of a channel's organisations (`Readers`, `Writers`, `Admins`,
+/// `Endorsement`), which implicit-meta policies such as `MAJORITY Endorsement` refer to.
+#[derive(Debug, Clone, Default)]
+pub struct OrgPolicies {
+    orgs: Vec<String>,
+    policies: BTreeMap<(String, String), SignaturePolicy>,
+}
+
+impl OrgPolicies {
+    /// Fabric's defaults for each org: Readers = any member, Writers = admins and clients (so not
+    /// auditors), Admins = admins, Endorsement = peers.
+    pub fn defaults(orgs: &[&str]) -> Self {
+        let mut p = OrgPolicies::default();
+        for org in orgs {
+            p.orgs.push(org.to_string());
+            for (name, text) in [
+                ("Readers", format!("OR('{org}.member')")),
+                ("Writers", format!("OR('{org}.admin', '{org}.client')")),
+                ("Admins", format!("OR('{org}.admin')")),
+                ("Endorsement", format!("OR('{org}.peer')")),
+            ] {
+                // These texts are well-formed by construction; a failure would be a bug here.
+                if let Ok(policy) = text.parse() {
+                    p.policies
+                        .insert((org.to_string(), name.to_string()), policy);
+                }
+            }
+        }
+        p
+    }
+
+    /// Sets (or replaces) one named policy of an org.
+    pub fn set(&mut self, org: &str, name: &str, policy: SignaturePolicy) {
+        if !self.orgs.iter().any(|o| o == org) {
+            self.orgs.push(org.to_owned());
+        }
+        self.policies
+            .insert((org.to_owned(), name.to_owned()), policy);
+    }
+}
+
+impl PolicyResolver for OrgPolicies {
+    fn org_ids(&self) -> Vec<&str> {
+        self.orgs.iter().map(String::as_str).collect()
+    }
+    fn org_policy(&self, msp_id: &str, name: &str) -> Option<&SignaturePolicy> {
+        self.policies.get(&(msp_id.to_owned(), name.to_owned()))
+    }
+}
+
+/// Where validation finds the endorsement policy of each chaincode. The lifecycle implements this
+/// over committed chaincode definitions; tests and benchmarks use [`StaticChaincodes`].
+pub trait ChaincodeDefinitions: Send + Sync {
+    /// The endorsement policy of a defined chaincode; `None` when no such chaincode is defined.
+    fn endorsement_policy(&self, chaincode: &str) -> Option<Arc<Policy>>;
+}
+
+/// A fixed set of chaincode definitions.
+#[derive(Debug, Clone, Default)]
+pub struct StaticChaincodes(pub BTreeMap<String, Arc<Policy>>);
+
+impl ChaincodeDefinitions for StaticChaincodes {
+    fn endorsement_policy(&self, chaincode: &str) -> Option<Arc<Policy>> {
+        self.0.get(chaincode).cloned()
+    }
+}
+
+/// The endorsements this peer signed recently: a committing peer that recognises the exact bytes
+/// it signed need not verify its own signature again. Bounded; the oldest entries go first.
+#[derive(Debug)]
+pub struct EndorsementMemo {
+    identity: Vec<u8>,
+    capacity: usize,
+    // Keyed by SHA-256 of the signature; the value is SHA-256 of the signed message. Lookups only:
+    // no iteration, so HashMap order never matters.
+    inner: Mutex<(HashMap<[u8; 32], [u8; 32]>, VecDeque<[u8; 32]>)>,
+}
+
+impl EndorsementMemo {
+    /// A memo for the peer whose serialized identity is `identity`.
+    pub fn new(identity: Vec<u8>, capacity: usize) -> Self {
+        EndorsementMemo {
+            identity,
+            capacity,
+            inner: Mutex::new((HashMap::new(), VecDeque::new())),
+        }
+    }
+
+    /// Records a signature this peer made over `message`.
+    pub fn record(&self, message: &[u8], signature: &[u8]) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let key = sha256(signature);
+        if inner.0.insert(key, sha256(message)).is_none() {
+            inner.1.push_back(key);
+        }
+        while inner.1.len() > self.capacity {
+            if let Some(old) = inner.1.pop_front() {
+                inner.0.remove(&old);
+            }
+        }
+    }
+
+    /// Whether `endorser` is this peer and it signed exactly `message` with `signature`.
+    pub fn recognises(&self, endorser: &[u8], message: &[u8], signature: &[u8]) -> bool {
+        if endorser != self.identity.as_slice() {
+            return false;
+        }
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner
+            .0
+            .get(&sha256(signature))
+            .is_some_and(|m| *m == sha256(message))
+    }
+}
+
+/// Everything validation needs to know of the channel.
+pub struct ValidationContext {
+    /// The channel id every transaction must name.
+    pub channel_id: String,
+    /// The channel's MSPs, with the identity cache.
+    pub msps: Arc<MspManager>,
+    /// The orgs' named policies, for implicit-meta policies.
+    pub org_policies: OrgPolicies,
+    /// Who must sign a block (e.g. `OR('OrdererMSP.orderer')`).
+    pub block_validation: Policy,
+    /// The chaincodes' endorsement policies.
+    pub chaincodes: Arc<dyn ChaincodeDefinitions>,
+    /// This peer's own recent endorsements, when it endorses.
+    pub own_endorsements: Option<Arc<EndorsementMemo>>,
+    /// Size limits for parsing.
+    pub limits: Limits,
+    /// How many threads verify one block's transactions.
+    pub threads: usize,
+}
+
+impl std::fmt::Debug for ValidationContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValidationContext")
+            .field("channel_id", &self.channel_id)
+            .field("threads", &self.threads)
+            .finish_non_exhaustive()
+    }
+}

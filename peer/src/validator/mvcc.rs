@@ -1,0 +1,245 @@
+//! Stage 2 of validation: in block order, against the committed state plus the writes of the
+//! block's earlier valid transactions. Produces the final codes and the block's state updates.
+//!
+//! The same code replays a stored block (with its recorded codes) when the state is rebuilt from
+//! the blocks alone, so replay and validation can never disagree on what a valid transaction
+//! writes — deltas included.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use mercato_proto::{TxValidationCode, ValidationCode};
+
+use super::verify::CheckedTx;
+use crate::error::{Error, Result};
+use crate::ledger::{LedgerStore, StateUpdate, TxLocation, Version, VersionedValue};
+use crate::rwset::{NsRwSet, RangeRead, TxRwSet};
+
+/// How a block is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Validate: check duplicates, reads, ranges and delta bounds.
+    Validate,
+    /// Replay a stored block: its codes are already decided; apply the valid transactions.
+    Replay,
+}
+
+/// What stage 2 decided for a block.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The final code of each transaction.
+    pub codes: Vec<ValidationCode>,
+    /// The state updates of the valid transactions, in order.
+    pub updates: Vec<StateUpdate>,
+    /// The txids to index.
+    pub txids: Vec<(String, TxLocation)>,
+}
+
+/// Applies a block's transactions in order. In [`Mode::Replay`] the `code` of each [`CheckedTx`]
+/// is the recorded one and only VALID transactions are applied.
+pub fn apply_block(
+    store: &dyn LedgerStore,
+    number: u64,
+    txs: &[CheckedTx],
+    mode: Mode,
+) -> Result<Applied> {
+    let mut block = BlockState {
+        store,
+        overlay: BTreeMap::new(),
+    };
+    let mut out = Applied::default();
+    let mut block_txids = BTreeSet::new();
+    for (i, tx) in txs.iter().enumerate() {
+        let version = Version {
+            block: number,
+            tx: i as u64,
+        };
+        let mut code = tx.code;
+        if mode == Mode::Validate && code.is_valid() {
+            if let Some(txid) = &tx.txid
+                && (block_txids.contains(txid) || store.tx_location(txid)?.is_some())
+            {
+                code = TxValidationCode::DuplicateTxid.into();
+            }
+        }
+        let mut updates = Vec::new();
+        if code.is_valid() {
+            let rwset = tx.rwset.as_ref().ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "valid transaction {i} of block {number} has no read/write set"
+                ))
+            })?;
+            match block.check_and_stage(rwset, version, mode)? {
+                Ok(staged) => updates = staged,
+                Err(failure) => {
+                    if mode == Mode::Replay {
+                        return Err(Error::Corrupt(format!(
+                            "replaying block {number}: valid transaction {i} now fails with {failure}"
+                        )));
+                    }
+                    code = failure;
+                }
+            }
+        }
+        if let Some(txid) = &tx.txid
+            && code != ValidationCode::from(TxValidationCode::DuplicateTxid)
+            && block_txids.insert(txid.clone())
+        {
+            out.txids.push((
+                txid.clone(),
+                TxLocation {
+                    block: number,
+                    tx: i as u64,
+                    code: code.0,
+                },
+            ));
+        }
+        for u in &updates {
+            block.overlay.insert(
+                (u.namespace.clone(), u.key.clone()),
+                u.value.clone().map(|value| VersionedValue {
+                    value,
+                    version: u.version,
+                }),
+            );
+        }
+        out.updates.extend(updates);
+        out.codes.push(code);
+    }
+    Ok(out)
+}
+
+/// The committed state seen through the writes of the block's earlier valid transactions.
+struct BlockState<'a> {
+    store: &'a dyn LedgerStore,
+    /// `None`: deleted earlier in this block.
+    overlay: BTreeMap<(String, String), Option<VersionedValue>>,
+}
+
+impl BlockState<'_> {
+    fn get(&self, ns: &str, key: &str) -> Result<Option<VersionedValue>> {
+        match self.overlay.get(&(ns.to_owned(), key.to_owned())) {
+            Some(v) => Ok(v.clone()),
+            None => self.store.state(ns, key),
+        }
+    }
+
+    /// Checks one transaction's reads (in Validate mode) and computes its updates. The outer
+    /// `Result` is a storage fault; the inner one the transaction's failure code.
+    fn check_and_stage(
+        &self,
+        rwset: &TxRwSet,
+        version: Version,
+        mode: Mode,
+    ) -> Result<std::result::Result<Vec<StateUpdate>, ValidationCode>> {
+        if mode == Mode::Validate {
+            for ns in &rwset.namespaces {
+                for r in &ns.reads {
+                    let current = self.get(&ns.namespace, &r.key)?.map(|v| v.version);
+                    if current != r.version {
+                        return Ok(Err(TxValidationCode::MvccReadConflict.into()));
+                    }
+                }
+                for range in &ns.range_reads {
+                    if !self.range_unchanged(&ns.namespace, range)? {
+                        return Ok(Err(TxValidationCode::PhantomReadConflict.into()));
+                    }
+                }
+            }
+        }
+        let mut updates = Vec::new();
+        for ns in &rwset.namespaces {
+            match self.stage_namespace(ns, version)? {
+                Ok(u) => updates.extend(u),
+                Err(code) => return Ok(Err(code)),
+            }
+        }
+        Ok(Ok(updates))
+    }
+
+    fn stage_namespace(
+        &self,
+        ns: &NsRwSet,
+        version: Version,
+    ) -> Result<std::result::Result<Vec<StateUpdate>, ValidationCode>> {
+        let mut updates: Vec<StateUpdate> = ns
+            .writes
+            .iter()
+            .map(|w| StateUpdate {
+                namespace: ns.namespace.clone(),
+                key: w.key.clone(),
+                value: w.value.clone(),
+                version,
+            })
+            .collect();
+        // Deltas of one key within the transaction accumulate; each intermediate result must
+        // respect its own bound.
+        let mut sums: BTreeMap<&str, i64> = BTreeMap::new();
+        for d in &ns.deltas {
+            let current = match sums.get(d.key.as_str()) {
+                Some(v) => *v,
+                None => match self.get(&ns.namespace, &d.key)? {
+                    None => 0,
+                    Some(v) => match std::str::from_utf8(&v.value)
+                        .ok()
+                        .and_then(|s| s.parse::<i64>().ok())
+                    {
+                        Some(n) => n,
+                        None => return Ok(Err(ValidationCode::DELTA_INVALID_VALUE)),
+                    },
+                },
+            };
+            let Some(next) = current.checked_add(d.amount) else {
+                return Ok(Err(ValidationCode::DELTA_INVALID_VALUE));
+            };
+            if d.lower_bound.is_some_and(|bound| next < bound) {
+                return Ok(Err(ValidationCode::DELTA_BOUND_VIOLATION));
+            }
+            sums.insert(&d.key, next);
+        }
+        updates.extend(sums.into_iter().map(|(key, value)| StateUpdate {
+            namespace: ns.namespace.clone(),
+            key: key.to_owned(),
+            value: Some(value.to_string().into_bytes()),
+            version,
+        }));
+        Ok(Ok(updates))
+    }
+
+    /// Re-runs a range query against the current state and compares keys and versions with what
+    /// the chaincode saw. A range the chaincode stopped reading early is compared up to the last
+    /// key it read.
+    fn range_unchanged(&self, ns: &str, range: &RangeRead) -> Result<bool> {
+        let end: String = if range.exhausted {
+            range.end.clone()
+        } else {
+            match range.reads.last() {
+                // The smallest key after the last one read: the range up to it, inclusive.
+                Some(last) => format!("{}\u{0}", last.key),
+                None => return Ok(true),
+            }
+        };
+        let in_range = |k: &str| k >= range.start.as_str() && (end.is_empty() || k < end.as_str());
+        let overlay: Vec<(&String, &Option<VersionedValue>)> = self
+            .overlay
+            .range((ns.to_owned(), range.start.clone())..)
+            .take_while(|((n, k), _)| n == ns && in_range(k))
+            .map(|((_, k), v)| (k, v))
+            .collect();
+        let limit = range.reads.len() + overlay.len() + 1;
+        let mut current: BTreeMap<String, Version> = self
+            .store
+            .state_range(ns, &range.start, &end, limit)?
+            .into_iter()
+            .map(|(k, v)| (k, v.version))
+            .collect();
+        for (k, v) in overlay {
+            match v {
+                Some(v) => current.insert(k.clone(), v.version),
+                None => current.remove(k),
+            };
+        }
+        let seen = range.reads.iter().map(|r| (r.key.as_str(), r.version));
+        let now = current.iter().map(|(k, v)| (k.as_str(), Some(*v)));
+        Ok(seen.eq(now))
+    }
+}

@@ -1,0 +1,324 @@
+//! Stage 1 of validation: everything that needs no state, run in parallel across cores.
+
+use std::sync::Arc;
+
+use mercato_ca::crypto::{Ed25519Item, verify_ed25519_batch};
+use mercato_ca::{Identity, PublicKey};
+use mercato_proto::block::{block_signature_message, block_signatures, check_block};
+use mercato_proto::pb::common::{Block, SignatureHeader};
+use mercato_proto::pb::protos::ChaincodeEvent;
+use mercato_proto::response::endorsement_message;
+use mercato_proto::transaction::{ParsedTransaction, parse_transaction};
+use mercato_proto::{TxValidationCode, ValidationCode};
+use prost::Message;
+
+use super::ValidationContext;
+use crate::error::{Error, Result};
+use crate::rwset::TxRwSet;
+
+/// A transaction after stage 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedTx {
+    /// The txid, present only when the txid matched its nonce and creator and the creator's
+    /// signature verified: only such txids may be indexed, so that nobody can claim another
+    /// client's txid with a transaction that client never signed.
+    pub txid: Option<String>,
+    /// VALID when stage 1 passed, else why not.
+    pub code: ValidationCode,
+    /// The read/write set, when it decoded.
+    pub rwset: Option<TxRwSet>,
+    /// The chaincode event the transaction set, if any.
+    pub event: Option<ChaincodeEvent>,
+}
+
+impl CheckedTx {
+    fn invalid(code: impl Into<ValidationCode>) -> Self {
+        CheckedTx {
+            txid: None,
+            code: code.into(),
+            rwset: None,
+            event: None,
+        }
+    }
+}
+
+/// Checks a block's structure (header, data hash) and that its orderer signatures verify and
+/// satisfy the channel's block validation policy. A block that fails is refused whole.
+pub fn verify_block(block: &Block, ctx: &ValidationContext) -> Result<()> {
+    let number = block.header.as_ref().map(|h| h.number).unwrap_or_default();
+    check_block(block, &ctx.limits).map_err(|e| Error::invalid_block(number, e.to_string()))?;
+    let header = block
+        .header
+        .as_ref()
+        .ok_or_else(|| Error::invalid_block(number, "no header"))?;
+    let sigs = block_signatures(block, &ctx.limits)
+        .map_err(|e| Error::invalid_block(number, e.to_string()))?;
+    let mut signers = Vec::with_capacity(sigs.signatures.len());
+    for (i, s) in sigs.signatures.iter().enumerate() {
+        let sh = SignatureHeader::decode(s.signature_header.as_slice()).map_err(|e| {
+            Error::invalid_block(number, format!("signature {i}: bad signature header: {e}"))
+        })?;
+        let id = ctx
+            .msps
+            .identity(&sh.creator)
+            .map_err(|e| Error::invalid_block(number, format!("signature {i}: {e}")))?;
+        let msg = block_signature_message(&sigs.value, &s.signature_header, header);
+        id.verify(&msg, &s.signature).map_err(|e| {
+            Error::invalid_block(
+                number,
+                format!("signature {i} by {}: {e}", id.common_name()),
+            )
+        })?;
+        signers.push(id);
+    }
+    if !ctx.block_validation.evaluate(&signers, &ctx.org_policies) {
+        return Err(Error::invalid_block(
+            number,
+            format!(
+                "its signatures do not satisfy the block validation policy {}",
+                ctx.block_validation
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs stage 1 on every transaction of a block, spread over `ctx.threads` threads.
+pub fn verify_transactions(envelopes: &[Vec<u8>], ctx: &ValidationContext) -> Vec<CheckedTx> {
+    let threads = ctx.threads.clamp(1, 64);
+    if threads == 1 || envelopes.len() < 2 * threads {
+        return verify_chunk(envelopes, ctx);
+    }
+    let chunk = envelopes.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = envelopes
+            .chunks(chunk)
+            .map(|part| s.spawn(move || verify_chunk(part, ctx)))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                // A panic in a verifier is a bug; the block's transactions are then not judged
+                // rather than judged wrongly, and the committer stops.
+                h.join().unwrap_or_default()
+            })
+            .collect()
+    })
+}
+
+/// A transaction that parsed, waiting for its signatures to be checked.
+struct Pending {
+    tx: ParsedTransaction,
+    creator: Option<Arc<Identity>>,
+    endorsers: Vec<Option<Arc<Identity>>>,
+    endorsement_messages: Vec<Vec<u8>>,
+    creator_ok: bool,
+    endorsements_ok: Vec<bool>,
+}
+
+fn verify_chunk(envelopes: &[Vec<u8>], ctx: &ValidationContext) -> Vec<CheckedTx> {
+    // Phase A: parse, check the channel and resolve identities (cached per certificate).
+    let mut slots: Vec<std::result::Result<Pending, CheckedTx>> = envelopes
+        .iter()
+        .map(|env| {
+            let tx = parse_transaction(env, &ctx.limits)
+                .map_err(|e| CheckedTx::invalid(e.validation_code()))?;
+            if tx.header.channel_header.channel_id != ctx.channel_id {
+                return Err(CheckedTx::invalid(TxValidationCode::TargetChainNotFound));
+            }
+            let creator = ctx.msps.identity(&tx.header.creator).ok();
+            let endorsers = tx
+                .endorsements
+                .iter()
+                .map(|e| ctx.msps.identity(&e.endorser).ok())
+                .collect();
+            let endorsement_messages = tx
+                .endorsements
+                .iter()
+                .map(|e| endorsement_message(&tx.proposal_response_payload, &e.endorser))
+                .collect();
+            let n = tx.endorsements.len();
+            Ok(Pending {
+                tx,
+                creator,
+                endorsers,
+                endorsement_messages,
+                creator_ok: false,
+                endorsements_ok: vec![false; n],
+            })
+        })
+        .collect();
+
+    // Phase B: verify every signature; Ed25519 ones together in one batch.
+    verify_signatures(&mut slots, ctx);
+
+    // Phase C: judge each transaction in Fabric's order of checks.
+    slots
+        .into_iter()
+        .map(|slot| match slot {
+            Err(done) => done,
+            Ok(p) => judge(p, ctx),
+        })
+        .collect()
+}
+
+/// Which signature of a pending transaction a batch item is.
+#[derive(Clone, Copy)]
+enum Target {
+    Creator(usize),
+    Endorsement(usize, usize),
+}
+
+fn verify_signatures(
+    slots: &mut [std::result::Result<Pending, CheckedTx>],
+    ctx: &ValidationContext,
+) {
+    let mut outcomes: Vec<(Target, bool)> = Vec::new();
+    {
+        let mut batch: Vec<Ed25519Item<'_>> = Vec::new();
+        let mut batch_targets: Vec<Target> = Vec::new();
+        for (pi, slot) in slots.iter().enumerate() {
+            let Ok(p) = slot else { continue };
+            if let Some(id) = &p.creator {
+                match id.public_key() {
+                    PublicKey::Ed25519(vk) => {
+                        batch.push(Ed25519Item {
+                            key: vk,
+                            message: &p.tx.payload_bytes,
+                            signature: &p.tx.signature,
+                        });
+                        batch_targets.push(Target::Creator(pi));
+                    }
+                    key => outcomes.push((
+                        Target::Creator(pi),
+                        key.verify(&p.tx.payload_bytes, &p.tx.signature).is_ok(),
+                    )),
+                }
+            }
+            for (ei, (endorser, e)) in p.endorsers.iter().zip(&p.tx.endorsements).enumerate() {
+                let Some(id) = endorser else { continue };
+                let msg = &p.endorsement_messages[ei];
+                let target = Target::Endorsement(pi, ei);
+                if ctx
+                    .own_endorsements
+                    .as_ref()
+                    .is_some_and(|m| m.recognises(&e.endorser, msg, &e.signature))
+                {
+                    outcomes.push((target, true));
+                    continue;
+                }
+                match id.public_key() {
+                    PublicKey::Ed25519(vk) => {
+                        batch.push(Ed25519Item {
+                            key: vk,
+                            message: msg,
+                            signature: &e.signature,
+                        });
+                        batch_targets.push(target);
+                    }
+                    key => outcomes.push((target, key.verify(msg, &e.signature).is_ok())),
+                }
+            }
+        }
+        let results = verify_ed25519_batch(&batch);
+        outcomes.extend(
+            batch_targets
+                .into_iter()
+                .zip(results.iter().map(Result::is_ok)),
+        );
+    }
+    for (target, ok) in outcomes {
+        match target {
+            Target::Creator(pi) => {
+                if let Some(Ok(p)) = slots.get_mut(pi) {
+                    p.creator_ok = ok;
+                }
+            }
+            Target::Endorsement(pi, ei) => {
+                if let Some(Ok(p)) = slots.get_mut(pi)
+                    && let Some(slot) = p.endorsements_ok.get_mut(ei)
+                {
+                    *slot = ok;
+                }
+            }
+        }
+    }
+}
+
+fn judge(p: Pending, ctx: &ValidationContext) -> CheckedTx {
+    use TxValidationCode as C;
+    let Some(_creator) = p.creator.as_ref().filter(|_| p.creator_ok) else {
+        return CheckedTx::invalid(C::BadCreatorSignature);
+    };
+    if p.tx.header.check_txid().is_err() {
+        return CheckedTx::invalid(C::BadProposalTxid);
+    }
+    let txid = Some(p.tx.header.channel_header.tx_id.clone());
+    let with_code = |code: C| CheckedTx {
+        txid: txid.clone(),
+        code: code.into(),
+        rwset: None,
+        event: None,
+    };
+    let action = &p.tx.action;
+    if action.response.as_ref().is_none_or(|r| r.status >= 400) {
+        return with_code(C::BadResponsePayload);
+    }
+    let invoked =
+        p.tx.header
+            .chaincode_id
+            .as_ref()
+            .map(|id| id.name.clone())
+            .unwrap_or_default();
+    if action
+        .chaincode_id
+        .as_ref()
+        .is_some_and(|id| !id.name.is_empty() && id.name != invoked)
+    {
+        return with_code(C::InvalidEndorserTransaction);
+    }
+    let Ok(rwset) = TxRwSet::decode(&action.results) else {
+        return with_code(C::BadRwset);
+    };
+    let event = if action.events.is_empty() {
+        None
+    } else {
+        match ChaincodeEvent::decode(action.events.as_slice()) {
+            Ok(e) => Some(e),
+            Err(_) => return with_code(C::BadResponsePayload),
+        }
+    };
+    // The invoked chaincode and every namespace written must be defined, and each one's
+    // endorsement policy satisfied by the endorsers.
+    let mut namespaces: Vec<&str> = vec![invoked.as_str()];
+    for ns in &rwset.namespaces {
+        if (!ns.writes.is_empty() || !ns.deltas.is_empty())
+            && !namespaces.contains(&ns.namespace.as_str())
+        {
+            namespaces.push(&ns.namespace);
+        }
+    }
+    let mut policies = Vec::with_capacity(namespaces.len());
+    for ns in &namespaces {
+        match ctx.chaincodes.endorsement_policy(ns) {
+            Some(policy) => policies.push(policy),
+            None => return with_code(C::InvalidChaincode),
+        }
+    }
+    if p.endorsers.iter().any(Option::is_none) || p.endorsements_ok.iter().any(|ok| !ok) {
+        return with_code(C::EndorsementPolicyFailure);
+    }
+    let endorsers: Vec<Arc<Identity>> = p.endorsers.into_iter().flatten().collect();
+    if !policies
+        .iter()
+        .all(|policy| policy.evaluate(&endorsers, &ctx.org_policies))
+    {
+        return with_code(C::EndorsementPolicyFailure);
+    }
+    CheckedTx {
+        txid,
+        code: ValidationCode::VALID,
+        rwset: Some(rwset),
+        event,
+    }
+}
