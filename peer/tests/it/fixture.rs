@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use mercato_ca::msp::MspMaterial;
 use mercato_ca::policy::Policy;
 use mercato_ca::testing::TestOrg;
-use mercato_ca::{KeyAlgorithm, MspManager, Role, SigningIdentity};
+use mercato_ca::{KeyAlgorithm, Msp, MspManager, Role, SigningIdentity};
 use mercato_peer::rwset::TxRwSet;
 use mercato_peer::validator::{OrgPolicies, StaticChaincodes, ValidationContext};
 use mercato_proto::Signer;
@@ -36,12 +37,16 @@ pub struct TxSpec<'a> {
 }
 
 pub struct Net {
+    /// The organisations' CAs (empty in a network loaded from disk, which cannot issue).
     pub orgs: Vec<TestOrg>,
+    /// Each org's MSP id and root certificate.
+    roots: Vec<(String, Vec<u8>)>,
     pub client: SigningIdentity,
     pub peer1: SigningIdentity,
     pub peer2: SigningIdentity,
     pub orderer: SigningIdentity,
-    pub auditor: SigningIdentity,
+    /// The members' private keys, PKCS#8, for [`Net::save`].
+    keys: Vec<Vec<u8>>,
     nonce: std::cell::Cell<u64>,
 }
 
@@ -51,14 +56,76 @@ impl Net {
             .into_iter()
             .map(TestOrg::new)
             .collect();
+        let (peer1, k1) = orgs[0].member_with_key("peer0.brand1", Role::Peer, algorithm);
+        let (peer2, k2) = orgs[1].member_with_key("peer0.brand2", Role::Peer, algorithm);
+        let (client, k3) = orgs[2].member_with_key("alice", Role::Client, algorithm);
+        let (orderer, k4) =
+            orgs[3].member_with_key("orderer0", Role::Orderer, KeyAlgorithm::EcdsaP256);
         Net {
-            peer1: orgs[0].member("peer0.brand1", Role::Peer, algorithm),
-            peer2: orgs[1].member("peer0.brand2", Role::Peer, algorithm),
-            client: orgs[2].member("alice", Role::Client, algorithm),
-            auditor: orgs[2].member("audrey", Role::Auditor, algorithm),
-            orderer: orgs[3].member("orderer0", Role::Orderer, KeyAlgorithm::EcdsaP256),
+            roots: orgs
+                .iter()
+                .map(|o| (o.id.clone(), o.ca.certificate_der().to_vec()))
+                .collect(),
             orgs,
+            peer1,
+            peer2,
+            client,
+            orderer,
+            keys: vec![k1, k2, k3, k4],
             nonce: std::cell::Cell::new(1),
+        }
+    }
+
+    /// Writes the roots and the members' certificates and keys, for a child process.
+    pub fn save(&self, dir: &std::path::Path) {
+        let members = [&self.peer1, &self.peer2, &self.client, &self.orderer];
+        let mut text = String::new();
+        for (id, der) in &self.roots {
+            text.push_str(&format!("root {id} {}\n", hex::encode(der)));
+        }
+        for (m, key) in members.iter().zip(&self.keys) {
+            text.push_str(&format!(
+                "member {} {} {}\n",
+                m.msp_id(),
+                hex::encode(m.certificate_pem()),
+                hex::encode(key)
+            ));
+        }
+        std::fs::write(dir.join("net.txt"), text).unwrap();
+    }
+
+    /// Loads what [`Net::save`] wrote; `nonce_base` keeps nonces unique across processes.
+    pub fn load(dir: &std::path::Path, nonce_base: u64) -> Net {
+        let text = std::fs::read_to_string(dir.join("net.txt")).unwrap();
+        let mut roots = Vec::new();
+        let mut members = Vec::new();
+        let mut keys = Vec::new();
+        for line in text.lines() {
+            let parts: Vec<&str> = line.split(' ').collect();
+            match parts.as_slice() {
+                ["root", id, der] => roots.push((id.to_string(), hex::decode(der).unwrap())),
+                ["member", id, pem, key] => {
+                    let key_der = hex::decode(key).unwrap();
+                    let signing = mercato_ca::SigningKey::from_pkcs8(&key_der).unwrap();
+                    members.push(
+                        SigningIdentity::new(id, &hex::decode(pem).unwrap(), signing).unwrap(),
+                    );
+                    keys.push(key_der);
+                }
+                _ => panic!("bad line in net.txt: {line}"),
+            }
+        }
+        let mut members = members.into_iter();
+        let mut next = || members.next().unwrap();
+        Net {
+            orgs: Vec::new(),
+            roots,
+            peer1: next(),
+            peer2: next(),
+            client: next(),
+            orderer: next(),
+            keys,
+            nonce: std::cell::Cell::new(nonce_base),
         }
     }
 
@@ -72,7 +139,13 @@ impl Net {
         let open: Policy = "OR('Brand1MSP.peer', 'Brand2MSP.peer')".parse().unwrap();
         ValidationContext {
             channel_id: CHANNEL.into(),
-            msps: Arc::new(MspManager::new(self.orgs.iter().map(TestOrg::msp))),
+            msps: Arc::new(MspManager::new(self.roots.iter().map(|(id, der)| {
+                let material = MspMaterial {
+                    root_certs: vec![der.clone()],
+                    ..MspMaterial::default()
+                };
+                Msp::new(id, material).unwrap()
+            }))),
             org_policies: OrgPolicies::defaults(&[
                 "Brand1MSP",
                 "Brand2MSP",

@@ -1,5 +1,9 @@
 //! Integration tests of the ledger and the committer, with real identities, signatures and
 //! blocks.
 
+mod crash;
 mod fixture;
+mod mvcc;
+mod pipeline;
+mod store;
 mod validation;

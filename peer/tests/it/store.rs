@@ -1,0 +1,136 @@
+//! The conformance suite every `LedgerStore` passes.
+
+use mercato_peer::ledger::{
+    BlockCommit, LedgerStore, MemLedgerStore, SledLedgerStore, StateUpdate, TxLocation, Version,
+};
+
+fn update(key: &str, value: Option<&str>, block: u64, tx: u64) -> StateUpdate {
+    StateUpdate {
+        namespace: "cc".into(),
+        key: key.into(),
+        value: value.map(|v| v.as_bytes().to_vec()),
+        version: Version { block, tx },
+    }
+}
+
+fn conformance(store: &dyn LedgerStore) {
+    assert!(store.savepoint().unwrap().is_none());
+    store
+        .commit(&BlockCommit {
+            number: 0,
+            hash: [1; 32],
+            block_bytes: b"block0".to_vec(),
+            updates: vec![
+                update("a", Some("1"), 0, 0),
+                update("ab", Some("2"), 0, 1),
+                update("b", Some("3"), 0, 1),
+                update("\u{0}composite\u{0}key\u{0}", Some("4"), 0, 2),
+            ],
+            txids: vec![(
+                "tx0".into(),
+                TxLocation {
+                    block: 0,
+                    tx: 0,
+                    code: 0,
+                },
+            )],
+        })
+        .unwrap();
+    store
+        .commit(&BlockCommit {
+            number: 1,
+            hash: [2; 32],
+            block_bytes: b"block1".to_vec(),
+            updates: vec![update("a", Some("5"), 1, 0), update("b", None, 1, 1)],
+            txids: vec![(
+                "tx1".into(),
+                TxLocation {
+                    block: 1,
+                    tx: 1,
+                    code: 11,
+                },
+            )],
+        })
+        .unwrap();
+    let sp = store.savepoint().unwrap().unwrap();
+    assert_eq!((sp.number, sp.hash, sp.height()), (1, [2; 32], 2));
+    let a = store.state("cc", "a").unwrap().unwrap();
+    assert_eq!(
+        (a.value.as_slice(), a.version),
+        (&b"5"[..], Version { block: 1, tx: 0 })
+    );
+    assert!(store.state("cc", "b").unwrap().is_none());
+    assert!(store.state("other", "a").unwrap().is_none());
+    let composite = store
+        .state("cc", "\u{0}composite\u{0}key\u{0}")
+        .unwrap()
+        .unwrap();
+    assert_eq!(composite.value, b"4");
+
+    let keys = |start: &str, end: &str, limit: usize| -> Vec<String> {
+        store
+            .state_range("cc", start, end, limit)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    };
+    assert_eq!(keys("a", "", 10), vec!["a", "ab"]);
+    assert_eq!(
+        keys("", "", 10),
+        vec!["\u{0}composite\u{0}key\u{0}", "a", "ab"]
+    );
+    assert_eq!(keys("a", "ab", 10), vec!["a"]);
+    assert_eq!(keys("", "", 1).len(), 1);
+
+    // History of "a" does not include "ab".
+    let history = store.history("cc", "a", 10).unwrap();
+    assert_eq!(
+        history,
+        vec![Version { block: 0, tx: 0 }, Version { block: 1, tx: 0 }]
+    );
+    assert_eq!(store.history("cc", "b", 10).unwrap().len(), 2);
+    assert_eq!(store.history("cc", "a", 1).unwrap().len(), 1);
+
+    assert_eq!(store.block(1).unwrap().unwrap(), b"block1");
+    assert!(store.block(2).unwrap().is_none());
+    assert_eq!(store.block_number_by_hash(&[1; 32]).unwrap(), Some(0));
+    assert_eq!(store.block_number_by_hash(&[9; 32]).unwrap(), None);
+    assert_eq!(
+        store.tx_location("tx1").unwrap(),
+        Some(TxLocation {
+            block: 1,
+            tx: 1,
+            code: 11
+        })
+    );
+    assert!(store.tx_location("nope").unwrap().is_none());
+
+    let snapshot = store.state_snapshot().unwrap();
+    assert_eq!(snapshot.len(), 3);
+    assert!(
+        snapshot
+            .windows(2)
+            .all(|w| (&w[0].0, &w[0].1) < (&w[1].0, &w[1].1))
+    );
+}
+
+#[test]
+fn mem_store_conforms() {
+    conformance(&MemLedgerStore::new());
+}
+
+#[test]
+fn sled_store_conforms_and_persists() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledLedgerStore::open(dir.path(), "ch").unwrap();
+        conformance(&store);
+    }
+    let reopened = SledLedgerStore::open(dir.path(), "ch").unwrap();
+    assert_eq!(reopened.savepoint().unwrap().unwrap().number, 1);
+    assert_eq!(reopened.state("cc", "a").unwrap().unwrap().value, b"5");
+    // Channels are separate ledgers.
+    let other = SledLedgerStore::open(&dir.path().join("x"), "other").unwrap();
+    assert!(other.savepoint().unwrap().is_none());
+}
