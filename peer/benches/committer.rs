@@ -1,1 +1,320 @@
-fn main() {}
+//! Validate + commit throughput of the committer, against the floor set by signature checks and
+//! the bare sled write, measured in the same run.
+//!
+//! Blocks of 500 transactions, each signed by a client and endorsed by two orgs' peers, each
+//! writing 2 keys of ~200 bytes, committed through the pipeline into a durable sled ledger.
+//!
+//! Run: `cargo bench -p mercato-peer --bench committer`
+
+#[path = "../tests/it/fixture.rs"]
+#[allow(dead_code)]
+mod fixture;
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fixture::{Net, rw};
+use mercato_ca::KeyAlgorithm;
+use mercato_peer::committer::Committer;
+use mercato_peer::ledger::{LedgerStore, SledLedgerStore};
+use mercato_peer::validator::EndorsementMemo;
+use mercato_proto::Signer;
+use mercato_proto::pb::common::Block;
+use mercato_proto::response::endorsement_message;
+use mercato_proto::transaction::parse_transaction;
+use prost::Message;
+
+const TXS_PER_BLOCK: usize = 500;
+const BLOCKS: u64 = 16;
+
+fn cpu_seconds() -> f64 {
+    // utime + stime of this process, from /proc (Linux); clock ticks are 100 Hz there.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|k| k.parse::<f64>().ok())
+        .map(|k| k / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn per_call_us(mut f: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_millis(500) {
+        f();
+        n += 1;
+    }
+    start.elapsed().as_secs_f64() * 1e6 / n as f64
+}
+
+/// The blocks to commit, after a genesis block.
+fn make_blocks(net: &Net) -> (Block, Vec<Block>) {
+    let value = "v".repeat(200);
+    let genesis = net.genesis();
+    let mut previous = genesis.clone();
+    let mut blocks = Vec::new();
+    for b in 1..=BLOCKS {
+        let txs = (0..TXS_PER_BLOCK)
+            .map(|i| {
+                let ns = rw::put(
+                    rw::put(rw::ns("market"), &format!("order/{b}/{i}"), &value),
+                    &format!("item/{b}/{i}"),
+                    &value,
+                );
+                net.tx(&rw::one(ns)).0.encode_to_vec()
+            })
+            .collect();
+        let block = net.block(b, &previous, txs);
+        previous = block.clone();
+        blocks.push(block);
+    }
+    (genesis, blocks)
+}
+
+/// Commits the blocks through the pipeline; returns (transactions per second, CPU µs per tx).
+fn run(
+    net: &Net,
+    genesis: &Block,
+    blocks: &[Block],
+    memo: Option<Arc<EndorsementMemo>>,
+    threads: usize,
+) -> (f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn LedgerStore> =
+        Arc::new(SledLedgerStore::open(dir.path(), "commerce").unwrap());
+    let mut ctx = net.context_with(threads);
+    ctx.own_endorsements = memo;
+    let committer = Arc::new(Committer::new(store, Arc::new(ctx)).unwrap());
+    committer.commit_genesis(genesis.clone()).unwrap();
+    let cpu0 = cpu_seconds();
+    let start = Instant::now();
+    let pipeline = committer.start_pipeline(2);
+    for block in blocks {
+        pipeline.submit(block.clone()).unwrap();
+    }
+    if let Some(failure) = pipeline.finish() {
+        panic!("a block failed: {failure}");
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    assert_eq!(committer.height(), BLOCKS + 1);
+    let n = blocks.len() * TXS_PER_BLOCK;
+    (n as f64 / wall, cpu * 1e6 / n as f64)
+}
+
+/// Where one core's time goes per transaction, stage by stage (single-threaded).
+fn breakdown(net: &Net, genesis: &Block, blocks: &[Block]) {
+    use mercato_peer::validator::mvcc::{Mode, apply_block};
+    use mercato_peer::validator::verify::{verify_block, verify_transactions};
+    let ctx = net.context_with(1);
+    let n = (blocks.len() * TXS_PER_BLOCK) as f64;
+    let time = |f: &mut dyn FnMut()| {
+        let t = Instant::now();
+        f();
+        t.elapsed().as_secs_f64() * 1e6 / n
+    };
+    let parse = time(&mut || {
+        for b in blocks {
+            for env in &b.data.as_ref().unwrap().data {
+                black_box(parse_transaction(env, &ctx.limits).unwrap());
+            }
+        }
+    });
+    let mut checked = Vec::new();
+    let stage1 = time(&mut || {
+        for b in blocks {
+            verify_block(b, &ctx).unwrap();
+            checked.push(verify_transactions(&b.data.as_ref().unwrap().data, &ctx));
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledLedgerStore::open(dir.path(), "commerce").unwrap();
+    let committer = Committer::new(
+        Arc::new(SledLedgerStore::open(&dir.path().join("g"), "c").unwrap()),
+        Arc::new(net.context_with(1)),
+    )
+    .unwrap();
+    committer.commit_genesis(genesis.clone()).unwrap();
+    let mut applied = Vec::new();
+    let stage2 = time(&mut || {
+        for (i, c) in checked.iter().enumerate() {
+            applied.push(apply_block(&store, i as u64 + 1, c, Mode::Validate).unwrap());
+        }
+    });
+    let commit = time(&mut || {
+        for (i, (a, b)) in applied.iter().zip(blocks).enumerate() {
+            store
+                .commit(&mercato_peer::ledger::BlockCommit {
+                    number: i as u64 + 1,
+                    hash: [0; 32],
+                    block_bytes: b.encode_to_vec(),
+                    updates: a.updates.clone(),
+                    txids: a.txids.clone(),
+                })
+                .unwrap();
+        }
+    });
+    println!(
+        "  per tx on one core: parse {parse:.1} µs, stage 1 (incl. parse + signatures) {stage1:.1} µs, stage 2 {stage2:.1} µs, sled commit {commit:.1} µs"
+    );
+}
+
+/// µs per transaction to verify its 3 signatures (the client's over the payload, each endorser's
+/// over the response payload and its identity) over the real messages of one block: P-256 one by
+/// one, Ed25519 in one batch per block, as the validator does.
+fn signatures_floor_us(net: &Net, block: &Block, algorithm: KeyAlgorithm) -> f64 {
+    let ctx = net.context();
+    let mut checks: Vec<(Arc<mercato_ca::Identity>, Vec<u8>, Vec<u8>)> = Vec::new();
+    for env in &block.data.as_ref().unwrap().data {
+        let tx = parse_transaction(env, &ctx.limits).unwrap();
+        checks.push((
+            ctx.msps.identity(&tx.header.creator).unwrap(),
+            tx.payload_bytes.clone(),
+            tx.signature.clone(),
+        ));
+        for e in &tx.endorsements {
+            let msg = endorsement_message(&tx.proposal_response_payload, &e.endorser);
+            checks.push((
+                ctx.msps.identity(&e.endorser).unwrap(),
+                msg,
+                e.signature.clone(),
+            ));
+        }
+    }
+    let per_block = match algorithm {
+        KeyAlgorithm::EcdsaP256 => per_call_us(|| {
+            for (id, msg, sig) in &checks {
+                id.verify(black_box(msg), black_box(sig)).unwrap();
+            }
+        }),
+        KeyAlgorithm::Ed25519 => {
+            let items: Vec<_> = checks
+                .iter()
+                .map(|(id, msg, sig)| match id.public_key() {
+                    mercato_ca::PublicKey::Ed25519(key) => mercato_ca::crypto::Ed25519Item {
+                        key,
+                        message: msg,
+                        signature: sig,
+                    },
+                    _ => unreachable!("Ed25519 network"),
+                })
+                .collect();
+            per_call_us(|| {
+                black_box(mercato_ca::crypto::verify_ed25519_batch(&items));
+            })
+        }
+    };
+    per_block / TXS_PER_BLOCK as f64
+}
+
+/// µs per transaction of a bare sled batch writing 2 keys of ~200 bytes per transaction, 500
+/// transactions a batch, flushed like a committed block.
+fn sled_floor_us() -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().path(dir.path()).open().unwrap();
+    let tree = db.open_tree("bare").unwrap();
+    let value = vec![b'v'; 216];
+    let mut b = 0u64;
+    let us_per_batch = per_call_us(|| {
+        let mut batch = sled::Batch::default();
+        for i in 0..TXS_PER_BLOCK {
+            batch.insert(
+                format!("smarket\0order/{b}/{i}").into_bytes(),
+                value.as_slice(),
+            );
+            batch.insert(
+                format!("smarket\0item/{b}/{i}").into_bytes(),
+                value.as_slice(),
+            );
+        }
+        tree.apply_batch(batch).unwrap();
+        db.flush().unwrap();
+        b += 1;
+    });
+    us_per_batch / TXS_PER_BLOCK as f64
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--test" || a == "--list") {
+        return;
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!(
+        "Mercato committer: validate + commit, {BLOCKS} blocks of {TXS_PER_BLOCK} transactions, {cores} cores"
+    );
+    println!(
+        "each tx: 1 client signature + 2 endorsements (2 orgs), 2 keys of ~200 bytes written; durable sled"
+    );
+    println!();
+    let sled_us = sled_floor_us();
+    println!("bare sled batch write: {sled_us:.1} µs per transaction");
+    for algorithm in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::Ed25519] {
+        let net = Net::new(algorithm);
+        let (genesis, blocks) = make_blocks(&net);
+        let verify_us = signatures_floor_us(&net, &blocks[0], algorithm);
+        let floor = cores as f64 * 1e6 / (verify_us + sled_us);
+        // The committing peer is brand1's peer0, which endorsed every transaction.
+        let memo = Arc::new(EndorsementMemo::new(net.peer1.creator().to_vec(), 1 << 20));
+        for block in &blocks {
+            for env in &block.data.as_ref().unwrap().data {
+                let tx = parse_transaction(env, &mercato_proto::Limits::default()).unwrap();
+                for e in &tx.endorsements {
+                    if e.endorser == net.peer1.creator() {
+                        memo.record(
+                            &endorsement_message(&tx.proposal_response_payload, &e.endorser),
+                            &e.signature,
+                        );
+                    }
+                }
+            }
+        }
+        breakdown(&net, &genesis, &blocks);
+        let (tps_all, cpu_all) = run(&net, &genesis, &blocks, None, cores);
+        let (tps_own, cpu_own) = run(&net, &genesis, &blocks, Some(memo), cores);
+        println!();
+        println!(
+            "{algorithm}: the 3 signatures of a transaction cost {verify_us:.1} µs to verify ({})",
+            if algorithm == KeyAlgorithm::Ed25519 {
+                "batched per block"
+            } else {
+                "one by one"
+            }
+        );
+        println!("  floor = {cores} cores / ({verify_us:.1} + {sled_us:.1}) µs = {floor:.0} tx/s");
+        println!(
+            "  all 3 signatures verified:        {tps_all:>7.0} tx/s  ({cpu_all:.0} µs CPU/tx)  ratio {:.2}",
+            tps_all / floor
+        );
+        println!(
+            "  own endorsement recognised:       {tps_own:>7.0} tx/s  ({cpu_own:.0} µs CPU/tx)  ratio {:.2}",
+            tps_own / floor
+        );
+    }
+    println!();
+    println!(
+        "peak RSS (this process, blocks held in memory): {:.1} MiB",
+        peak_rss_mib()
+    );
+}

@@ -2,14 +2,17 @@
 
 use std::path::Path;
 
+use super::blockfile::{BlockFiles, BlockLocation};
 use super::keys;
 use super::{BlockCommit, LedgerStore, Savepoint, TxLocation, Version, VersionedValue};
 use crate::error::{Error, Result};
 
-/// A channel's ledger in a sled database.
+/// A channel's ledger: blocks in append-only files, everything else (block index, state,
+/// history, txid index, savepoint) in one sled tree.
 pub struct SledLedgerStore {
     db: sled::Db,
     tree: sled::Tree,
+    blocks: BlockFiles,
     /// Whether each commit waits for the data to reach the disk (the default). Off only for
     /// benchmarks that measure the CPU cost of a batch.
     durable: bool,
@@ -22,16 +25,32 @@ impl std::fmt::Debug for SledLedgerStore {
 }
 
 impl SledLedgerStore {
-    /// Opens (or creates) the ledger of `channel` under `dir`.
+    /// Opens (or creates) the ledger of `channel` under `dir`: the index in `dir/index`, the
+    /// blocks in `dir/blocks/<channel>`.
     pub fn open(dir: &Path, channel: &str) -> Result<Self> {
+        if !crate::rwset::valid_namespace(channel) {
+            return Err(Error::Storage(format!("invalid channel name {channel:?}")));
+        }
         let db = sled::Config::new()
-            .path(dir)
+            .path(dir.join("index"))
             .cache_capacity(64 * 1024 * 1024)
             .open()?;
         let tree = db.open_tree(format!("ledger/{channel}"))?;
+        let last = match tree.get(keys::SAVEPOINT)? {
+            Some(sp) => {
+                let sp = keys::parse_savepoint(&sp)?;
+                let loc = tree.get(keys::block(sp.number))?.ok_or_else(|| {
+                    Error::Corrupt(format!("savepoint block {} is not indexed", sp.number))
+                })?;
+                Some(BlockLocation::decode(&loc)?)
+            }
+            None => None,
+        };
+        let blocks = BlockFiles::open(&dir.join("blocks").join(channel), last)?;
         Ok(SledLedgerStore {
             db,
             tree,
+            blocks,
             durable: true,
         })
     }
@@ -51,8 +70,10 @@ impl LedgerStore for SledLedgerStore {
     }
 
     fn commit(&self, c: &BlockCommit) -> Result<()> {
+        // The block reaches its file first; the batch that indexes it is what commits it.
+        let location = self.blocks.append(&c.block_bytes)?;
         let mut batch = sled::Batch::default();
-        batch.insert(keys::block(c.number), c.block_bytes.as_slice());
+        batch.insert(keys::block(c.number), &location.encode()[..]);
         batch.insert(keys::block_hash(&c.hash), &c.number.to_be_bytes()[..]);
         for (txid, loc) in &c.txids {
             batch.insert(keys::txid(txid), &keys::tx_location(loc)[..]);
@@ -109,7 +130,10 @@ impl LedgerStore for SledLedgerStore {
     }
 
     fn block(&self, number: u64) -> Result<Option<Vec<u8>>> {
-        Ok(self.tree.get(keys::block(number))?.map(|v| v.to_vec()))
+        match self.tree.get(keys::block(number))? {
+            Some(loc) => Ok(Some(self.blocks.read(BlockLocation::decode(&loc)?)?)),
+            None => Ok(None),
+        }
     }
 
     fn block_number_by_hash(&self, hash: &[u8]) -> Result<Option<u64>> {
