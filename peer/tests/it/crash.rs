@@ -19,8 +19,9 @@ const CHILD_ENV: &str = "MERCATO_CRASH_CHILD_DIR";
 /// How many blocks a child commits at most before it exits by itself.
 const LAST_BLOCK: u64 = 400;
 
-/// The child's side: not a test of its own; returns at once unless the parent started it.
+/// The child's side: not a test of its own (hence ignored); the parent runs it with `--ignored`.
 #[test]
+#[ignore = "the child process of killed_committer_recovers_to_a_state_equal_to_replay"]
 fn crash_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return;

@@ -138,12 +138,22 @@ fn rebuild_command_checks_a_ledger_directory() {
     let net = Net::new(KeyAlgorithm::Ed25519);
     let dir = tempfile::tempdir().unwrap();
     {
-        let store: Arc<dyn LedgerStore> = Arc::new(SledLedgerStore::open(dir.path(), "commerce").unwrap());
+        let store: Arc<dyn LedgerStore> =
+            Arc::new(SledLedgerStore::open(dir.path(), "commerce").unwrap());
         let committer = Committer::new(store, Arc::new(net.context())).unwrap();
         let genesis = net.genesis();
         committer.commit_genesis(genesis.clone()).unwrap();
         let txs = (0..5)
-            .map(|i| net.tx(&rw::one(rw::add(rw::put(rw::ns("market"), &format!("k{i}"), "v"), "n", 2, None))).0.encode_to_vec())
+            .map(|i| {
+                net.tx(&rw::one(rw::add(
+                    rw::put(rw::ns("market"), &format!("k{i}"), "v"),
+                    "n",
+                    2,
+                    None,
+                )))
+                .0
+                .encode_to_vec()
+            })
             .collect();
         committer.commit_block(net.block(1, &genesis, txs)).unwrap();
     }
@@ -153,8 +163,15 @@ fn rebuild_command_checks_a_ledger_directory() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("rebuilt 2 blocks: 6 keys, identical to the stored state"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("rebuilt 2 blocks: 6 keys, identical to the stored state"),
+        "{stdout}"
+    );
     // A channel name that cannot be a directory is refused with a clear message.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mercato-peer"))
         .args(["rebuild", "--channel", "bad/name", "--data"])
