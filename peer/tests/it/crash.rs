@@ -84,6 +84,7 @@ fn killed_committer_recovers_to_a_state_equal_to_replay() {
             .args([
                 "--exact",
                 "crash::crash_child",
+                "--ignored",
                 "--nocapture",
                 "--test-threads=1",
             ])
