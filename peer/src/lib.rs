@@ -10,10 +10,13 @@
 //! - [`validator`]: the channel's [`validator::ValidationContext`]; stage 1
 //!   ([`validator::verify`], parallel signatures and policies) and stage 2 ([`validator::mvcc`],
 //!   duplicates, MVCC, phantom reads, deltas).
+//! - [`chaincode`]: the wasm sandbox ([`chaincode::runtime`]), simulation against the world
+//!   state ([`chaincode::simulator`]) and the [`chaincode::Executor`].
 //! - [`committer`]: the [`committer::Committer`], its verify → commit pipeline, block events and
 //!   the rebuild of state from blocks.
 //! - [`error`]: [`Error`] and [`Result`].
 
+pub mod chaincode;
 pub mod committer;
 pub mod error;
 pub mod ledger;

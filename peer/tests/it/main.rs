@@ -1,9 +1,11 @@
 //! Integration tests of the ledger and the committer, with real identities, signatures and
 //! blocks.
 
+mod chaincode;
 mod crash;
 mod fixture;
 mod mvcc;
 mod pipeline;
 mod store;
 mod validation;
+mod wasm;
