@@ -66,6 +66,8 @@ fn kv_rwset_encoding() {
             value: Vec::new(),
         }],
         metadata_writes: Vec::new(),
+        // Mercato's extension (field 100): absent, so Fabric's bytes are unchanged.
+        deltas: Vec::new(),
     };
     assert_eq!(
         hex::encode(set.encode_to_vec()),
