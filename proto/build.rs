@@ -16,6 +16,7 @@ const FILES: &[&str] = &[
     "peer/events.proto",
     "orderer/ab.proto",
     "gateway/gateway.proto",
+    "mercato/ca.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

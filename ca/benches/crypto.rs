@@ -33,7 +33,13 @@ fn per_call_us(mut f: impl FnMut()) -> f64 {
     start.elapsed().as_secs_f64() * 1e6 / n as f64
 }
 
-fn member(ca: &Authority, msp: &str, algorithm: KeyAlgorithm, serial: u32, name: &str) -> SigningIdentity {
+fn member(
+    ca: &Authority,
+    msp: &str,
+    algorithm: KeyAlgorithm,
+    serial: u32,
+    name: &str,
+) -> SigningIdentity {
     let (key, _) = SigningKey::generate(algorithm).unwrap();
     let der = ca
         .issue(&MemberRequest {
@@ -86,12 +92,21 @@ fn main() {
     if std::env::args().any(|a| a == "--test" || a == "--list") {
         return;
     }
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     println!("Mercato crypto floor ({cores} cores)");
     println!();
 
-    let root = Authority::new_root("ca.bench", "BenchOrg", Validity::days_from(NOW - 86_400, 3650)).unwrap();
-    let ica = root.new_intermediate("ica.bench", Validity::days_from(NOW - 86_400, 3650)).unwrap();
+    let root = Authority::new_root(
+        "ca.bench",
+        "BenchOrg",
+        Validity::days_from(NOW - 86_400, 3650),
+    )
+    .unwrap();
+    let ica = root
+        .new_intermediate("ica.bench", Validity::days_from(NOW - 86_400, 3650))
+        .unwrap();
     let msp = || {
         Msp::new(
             "BenchMSP",
@@ -113,18 +128,34 @@ fn main() {
         let identity = manager.identity(signer.creator()).unwrap();
         let public = identity.public_key().clone();
         let sig = signer.sign(&message).unwrap();
-        rows.push((format!("{algorithm} sign (1 KiB message)"), per_call_us(|| {
-            black_box(signer.sign(black_box(&message)).unwrap());
-        })));
-        rows.push((format!("{algorithm} verify"), per_call_us(|| {
-            public.verify(black_box(&message), black_box(&sig)).unwrap();
-        })));
-        rows.push((format!("{algorithm} identity validation, cold"), per_call_us(|| {
-            black_box(manager.validate_uncached(black_box(signer.creator())).unwrap());
-        })));
-        rows.push((format!("{algorithm} identity validation, cached"), per_call_us(|| {
-            black_box(manager.identity(black_box(signer.creator())).unwrap());
-        })));
+        rows.push((
+            format!("{algorithm} sign (1 KiB message)"),
+            per_call_us(|| {
+                black_box(signer.sign(black_box(&message)).unwrap());
+            }),
+        ));
+        rows.push((
+            format!("{algorithm} verify"),
+            per_call_us(|| {
+                public.verify(black_box(&message), black_box(&sig)).unwrap();
+            }),
+        ));
+        rows.push((
+            format!("{algorithm} identity validation, cold"),
+            per_call_us(|| {
+                black_box(
+                    manager
+                        .validate_uncached(black_box(signer.creator()))
+                        .unwrap(),
+                );
+            }),
+        ));
+        rows.push((
+            format!("{algorithm} identity validation, cached"),
+            per_call_us(|| {
+                black_box(manager.identity(black_box(signer.creator())).unwrap());
+            }),
+        ));
     }
     // Ed25519 batches: many signers, as in a block.
     let signers: Vec<(SigningKey, Vec<u8>)> = (0..500u32)
@@ -154,7 +185,10 @@ fn main() {
             let r = verify_ed25519_batch(black_box(&items));
             assert!(r.iter().all(Result::is_ok));
         });
-        rows.push((format!("ed25519 verify, batch of {batch} (per signature)"), us / batch as f64));
+        rows.push((
+            format!("ed25519 verify, batch of {batch} (per signature)"),
+            us / batch as f64,
+        ));
     }
     for (name, us) in &rows {
         println!("{name:<44} {us:>10.1}");
@@ -163,15 +197,31 @@ fn main() {
     println!();
     println!("{:<44} {:>10}", "all cores", "verifies/s");
     let p256 = member(&ica, "BenchMSP", KeyAlgorithm::EcdsaP256, 2, "bob");
-    let p256_pub = MspManager::new([msp()]).identity(p256.creator()).unwrap().public_key().clone();
+    let p256_pub = MspManager::new([msp()])
+        .identity(p256.creator())
+        .unwrap()
+        .public_key()
+        .clone();
     let p256_sig = p256.sign(&message).unwrap();
     let rate = all_cores_per_sec(cores, || p256_pub.verify(&message, &p256_sig).unwrap());
-    println!("{:<44} {:>10.0}", format!("P-256 verify x {cores} threads"), rate);
+    println!(
+        "{:<44} {:>10.0}",
+        format!("P-256 verify x {cores} threads"),
+        rate
+    );
     let ed = member(&ica, "BenchMSP", KeyAlgorithm::Ed25519, 3, "carol");
-    let ed_pub = MspManager::new([msp()]).identity(ed.creator()).unwrap().public_key().clone();
+    let ed_pub = MspManager::new([msp()])
+        .identity(ed.creator())
+        .unwrap()
+        .public_key()
+        .clone();
     let ed_sig = ed.sign(&message).unwrap();
     let rate = all_cores_per_sec(cores, || ed_pub.verify(&message, &ed_sig).unwrap());
-    println!("{:<44} {:>10.0}", format!("Ed25519 verify x {cores} threads"), rate);
+    println!(
+        "{:<44} {:>10.0}",
+        format!("Ed25519 verify x {cores} threads"),
+        rate
+    );
     let items: Vec<Ed25519Item<'_>> = (0..64)
         .map(|i| Ed25519Item {
             key: &keys[i],

@@ -86,3 +86,127 @@ impl Error {
         }
     }
 }
+
+/// Why the CA's registry (its store of registrations, certificates and revocations) refused or
+/// failed an operation.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// An identity with this enrollment id is already registered.
+    #[error("identity {0:?} is already registered")]
+    Duplicate(String),
+    /// No identity with this enrollment id is registered.
+    #[error("identity {0:?} is not registered")]
+    UnknownIdentity(String),
+    /// No certificate with this serial number was issued.
+    #[error("no certificate with serial {0} was issued by this CA")]
+    UnknownCertificate(String),
+    /// The identity's secret has been used for as many enrollments as it allows.
+    #[error("identity {id:?} has used all of its {max} enrollments")]
+    EnrollmentLimit { id: String, max: u32 },
+    /// The identity is revoked: it can no longer enroll or re-enroll.
+    #[error("identity {0:?} is revoked")]
+    IdentityRevoked(String),
+    /// The certificate is already revoked.
+    #[error("certificate {0} is already revoked")]
+    AlreadyRevoked(String),
+    /// A serial number was issued twice (a random collision; the caller retries).
+    #[error("serial {0} is already in use")]
+    SerialInUse(String),
+    /// A stored record does not decode: the store is damaged or from another version.
+    #[error("corrupt registry record {key:?}: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// The storage engine failed.
+    #[error("registry storage failed: {0}")]
+    Backend(String),
+}
+
+/// Why a CA request was refused or failed, or why the CA could not start. The variants up to
+/// [`CaError::Internal`] answer one request; [`CaError::Home`], [`CaError::Config`] and
+/// [`CaError::Transport`] are fatal: the server does not start, or stops.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    /// A field of the request is missing or malformed.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// A CSR is malformed, mis-signed or carries a key Mercato does not issue for.
+    #[error("bad CSR: {0}")]
+    BadCsr(String),
+    /// Enrollment with an unknown id or a wrong secret. Both get this one answer, so that a
+    /// caller cannot learn which ids exist.
+    #[error("authentication failed: unknown enrollment id or wrong secret")]
+    BadCredentials,
+    /// A signed request whose certificate, signature, timestamp or nonce is not acceptable.
+    #[error("request not authenticated: {0}")]
+    Unauthenticated(String),
+    /// The caller is authenticated but lacks the right for this request.
+    #[error("not authorised: {0}")]
+    Forbidden(String),
+    /// The registry refused the operation (duplicate id, enrollment limit, revoked, ...).
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The server has too much state to accept this request now.
+    #[error("the CA is busy: {0}")]
+    Busy(String),
+    /// Issuing or signing failed inside the CA; the details are logged, not returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The CA home is missing, incomplete or not usable (fatal at start-up).
+    #[error("CA home {path}: {reason}")]
+    Home { path: String, reason: String },
+    /// The CA configuration is not valid (fatal at start-up).
+    #[error("CA configuration: {0}")]
+    Config(String),
+    /// The listener or the TLS set-up failed (fatal).
+    #[error("CA server: {0}")]
+    Transport(String),
+}
+
+impl CaError {
+    /// Whether the error is the CA's own fault (storage, signing) rather than the caller's.
+    pub fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            CaError::Internal(_)
+                | CaError::Home { .. }
+                | CaError::Config(_)
+                | CaError::Transport(_)
+                | CaError::Registry(RegistryError::Corrupt { .. } | RegistryError::Backend(_))
+        )
+    }
+
+    pub(crate) fn home(path: &std::path::Path, reason: impl Into<String>) -> Self {
+        CaError::Home {
+            path: path.display().to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Why a client operation against a CA failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The CA's address or TLS root is not usable, or the connection failed.
+    #[error("cannot connect to the CA at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    /// The CA refused the request.
+    #[error("the CA refused the request ({code:?}): {message}")]
+    Refused { code: tonic::Code, message: String },
+    /// The CA's answer is not usable (missing or malformed certificates).
+    #[error("bad answer from the CA: {0}")]
+    BadResponse(String),
+    /// A key, certificate or MSP folder could not be made, read or written.
+    #[error(transparent)]
+    Msp(#[from] Error),
+    /// The request could not be built.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(status: tonic::Status) -> Self {
+        ClientError::Refused {
+            code: status.code(),
+            message: status.message().to_owned(),
+        }
+    }
+}

@@ -3,8 +3,9 @@
 //!
 //! Client-facing messages and services (packages `common`, `msp`, `protos`, `gateway`, `orderer`,
 //! `rwset`, `kvrwset`) reproduce Hyperledger Fabric's wire format, so Fabric's official Gateway SDKs
-//! talk to a Mercato peer unchanged. The `.proto` files are compiled by `protox` in `build.rs`: a
-//! fresh machine needs no `protoc`.
+//! talk to a Mercato peer unchanged. Mercato's own services live in package `mercato` (the
+//! certificate authority's `mercato.CertificateAuthority`). The `.proto` files are compiled by
+//! `protox` in `build.rs`: a fresh machine needs no `protoc`.
 //!
 //! Everything that decodes bytes from the network takes a [`Limits`] and returns a typed
 //! [`ParseError`] naming the layer that was missing or malformed; nothing here panics on input.
@@ -63,6 +64,10 @@ pub mod pb {
     }
     pub mod kvrwset {
         include!(concat!(env!("OUT_DIR"), "/kvrwset.rs"));
+    }
+    /// Mercato's own services (not part of Fabric's wire format): the certificate authority.
+    pub mod mercato {
+        include!(concat!(env!("OUT_DIR"), "/mercato.rs"));
     }
     pub use prost_types::Timestamp;
 }
