@@ -17,6 +17,7 @@ const FILES: &[&str] = &[
     "orderer/ab.proto",
     "gateway/gateway.proto",
     "mercato/ca.proto",
+    "mercato/lifecycle.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -189,7 +189,7 @@ fn breakdown(net: &Net, genesis: &Block, blocks: &[Block]) {
     let mut applied = Vec::new();
     let stage2 = time(&mut || {
         for (i, c) in checked.iter().enumerate() {
-            applied.push(apply_block(&store, i as u64 + 1, c, Mode::Validate).unwrap());
+            applied.push(apply_block(&store, i as u64 + 1, c, Mode::Validate(&ctx)).unwrap());
         }
     });
     let commit = time(&mut || {

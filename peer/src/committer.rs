@@ -119,15 +119,7 @@ impl Committer {
         let n = block.data.as_ref().map(|d| d.data.len()).unwrap_or(0);
         let codes = vec![ValidationCode::VALID; n];
         set_transactions_filter(&mut block, &codes);
-        let checked = vec![
-            CheckedTx {
-                txid: None,
-                code: ValidationCode::VALID,
-                rwset: Some(TxRwSet::default()),
-                event: None,
-            };
-            n
-        ];
+        let checked = vec![CheckedTx::recorded(ValidationCode::VALID, Some(TxRwSet::default())); n];
         self.commit_verified(Verified { block, checked })
     }
 
@@ -170,7 +162,12 @@ impl Committer {
             ));
         }
         let hash = block_header_hash(header);
-        let applied = apply_block(self.store.as_ref(), number, &checked, Mode::Validate)?;
+        let applied = apply_block(
+            self.store.as_ref(),
+            number,
+            &checked,
+            Mode::Validate(&self.ctx),
+        )?;
         set_transactions_filter(&mut block, &applied.codes);
         let commit = BlockCommit {
             number,
@@ -382,12 +379,7 @@ fn replay_checked(number: u64, envelope: &[u8], code: ValidationCode) -> Result<
                 "block {number}: a valid transaction does not parse"
             )));
         }
-        return Ok(CheckedTx {
-            txid: None,
-            code,
-            rwset: Some(TxRwSet::default()),
-            event: None,
-        });
+        return Ok(CheckedTx::recorded(code, Some(TxRwSet::default())));
     };
     // A txid is indexed when it was genuine: the recorded code says how far it got.
     let not_genuine = [
@@ -408,8 +400,6 @@ fn replay_checked(number: u64, envelope: &[u8], code: ValidationCode) -> Result<
     };
     Ok(CheckedTx {
         txid: genuine.then(|| tx.header.channel_header.tx_id.clone()),
-        code,
-        rwset,
-        event: None,
+        ..CheckedTx::recorded(code, rwset)
     })
 }

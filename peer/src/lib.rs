@@ -1,5 +1,6 @@
-//! The Mercato peer: the ledger and the committer that validates ordered blocks and commits them.
-//! The chaincode host, endorser, gateway and the peer node itself come with later issues.
+//! The Mercato peer: the ledger and the committer that validates ordered blocks and commits them,
+//! the chaincode host, the chaincode lifecycle and the endorser. The gateway and the peer node
+//! itself come with later issues.
 //!
 //! # Layout
 //! - [`ledger`]: the [`ledger::LedgerStore`] trait, [`ledger::SledLedgerStore`] and
@@ -12,14 +13,19 @@
 //!   duplicates, MVCC, phantom reads, deltas).
 //! - [`chaincode`]: the wasm sandbox ([`chaincode::runtime`]), simulation against the world
 //!   state ([`chaincode::simulator`]) and the [`chaincode::Executor`].
+//! - [`lifecycle`]: installed packages, the `_lifecycle` system chaincode (approve, commit,
+//!   upgrade), definitions for validation and the rules that validate lifecycle transactions.
+//! - [`endorser`]: checks a signed proposal, simulates it and signs the proposal response.
 //! - [`committer`]: the [`committer::Committer`], its verify → commit pipeline, block events and
 //!   the rebuild of state from blocks.
 //! - [`error`]: [`Error`] and [`Result`].
 
 pub mod chaincode;
 pub mod committer;
+pub mod endorser;
 pub mod error;
 pub mod ledger;
+pub mod lifecycle;
 pub mod rwset;
 pub mod validator;
 

@@ -4,7 +4,8 @@
 //! Client-facing messages and services (packages `common`, `msp`, `protos`, `gateway`, `orderer`,
 //! `rwset`, `kvrwset`) reproduce Hyperledger Fabric's wire format, so Fabric's official Gateway SDKs
 //! talk to a Mercato peer unchanged. Mercato's own services live in package `mercato` (the
-//! certificate authority's `mercato.CertificateAuthority`). The `.proto` files are compiled by
+//! certificate authority's `mercato.CertificateAuthority`, and the chaincode lifecycle's packages
+//! and definitions). The `.proto` files are compiled by
 //! `protox` in `build.rs`: a fresh machine needs no `protoc`.
 //!
 //! Everything that decodes bytes from the network takes a [`Limits`] and returns a typed
@@ -65,7 +66,8 @@ pub mod pb {
     pub mod kvrwset {
         include!(concat!(env!("OUT_DIR"), "/kvrwset.rs"));
     }
-    /// Mercato's own services (not part of Fabric's wire format): the certificate authority.
+    /// Mercato's own messages and services (not part of Fabric's wire format): the certificate
+    /// authority and the chaincode lifecycle.
     pub mod mercato {
         include!(concat!(env!("OUT_DIR"), "/mercato.rs"));
     }

@@ -37,16 +37,33 @@ pub enum ExecError {
     Ledger(String),
 }
 
-/// Finds the code to run for a chaincode name: the lifecycle resolves committed definitions to
-/// installed packages; tests may map names directly.
+/// A chaincode built into the peer (the lifecycle's `_lifecycle`), run against the simulation
+/// directly rather than in the sandbox.
+pub trait NativeChaincode: Send + Sync + std::fmt::Debug {
+    /// Runs one call.
+    fn invoke(&self, sim: &mut Simulation, invocation: &Invocation) -> InvokeResult;
+}
+
+/// What a chaincode name resolves to.
+#[derive(Debug, Clone)]
+pub enum Resolved {
+    /// A module loaded into the runtime.
+    Wasm(CodeHash),
+    /// A system chaincode.
+    Native(Arc<dyn NativeChaincode>),
+}
+
+/// Finds the code to run for a chaincode name: the lifecycle
+/// ([`crate::lifecycle::LifecycleResolver`]) resolves committed definitions to installed packages,
+/// recording the read of the definition in the simulation; tests may map names directly.
 pub trait ChaincodeResolver: Send + Sync {
-    /// The code hash of `name`'s committed definition, loaded into `runtime`.
+    /// The code of `name`'s committed definition, loaded into `runtime`.
     fn resolve(
         &self,
-        store: &dyn LedgerStore,
+        sim: &mut Simulation,
         runtime: &ChaincodeRuntime,
         name: &str,
-    ) -> Result<CodeHash, ExecError>;
+    ) -> Result<Resolved, ExecError>;
 }
 
 /// What a simulation produced.
@@ -113,9 +130,18 @@ impl Executor {
         if !valid_namespace(chaincode) {
             return Err(ExecError::NotDefined(chaincode.to_owned()));
         }
-        let code = self
-            .resolver
-            .resolve(store.as_ref(), &self.runtime, chaincode)?;
+        // The simulation is locked only while resolving (the resolver records its read of the
+        // definition) or running a native chaincode; a module's host calls lock it per call.
+        let code = {
+            let mut guard = sim.lock().unwrap_or_else(|p| p.into_inner());
+            match self
+                .resolver
+                .resolve(&mut guard, &self.runtime, chaincode)?
+            {
+                Resolved::Native(native) => return Ok(native.invoke(&mut guard, invocation)),
+                Resolved::Wasm(code) => code,
+            }
+        };
         let host = SimHost {
             executor: Arc::clone(self),
             store: Arc::clone(store),
@@ -181,6 +207,11 @@ impl HostCalls for SimHost {
 
 impl SimHost {
     fn invoke(&mut self, chaincode: &str, args: Vec<Vec<u8>>) -> HostResponse {
+        if chaincode.starts_with('_') {
+            return HostResponse::Error(format!(
+                "system chaincode {chaincode} cannot be called from chaincode"
+            ));
+        }
         if self.depth + 1 >= MAX_CALL_DEPTH {
             return HostResponse::Error(format!(
                 "chaincode calls nested deeper than {MAX_CALL_DEPTH}"
@@ -225,14 +256,14 @@ impl StaticResolver {
 impl ChaincodeResolver for StaticResolver {
     fn resolve(
         &self,
-        _store: &dyn LedgerStore,
+        _sim: &mut Simulation,
         runtime: &ChaincodeRuntime,
         name: &str,
-    ) -> Result<CodeHash, ExecError> {
+    ) -> Result<Resolved, ExecError> {
         let wasm = self
             .modules
             .get(name)
             .ok_or_else(|| ExecError::NotDefined(name.to_owned()))?;
-        Ok(runtime.load(wasm)?)
+        Ok(Resolved::Wasm(runtime.load(wasm)?))
     }
 }

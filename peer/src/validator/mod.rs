@@ -1,15 +1,17 @@
 //! Block and transaction validation, in two stages.
 //!
 //! 1. [`verify`]: stateless and parallel across cores — block data hash and orderer signatures;
-//!    per transaction, structure, channel, creator signature, txid, endorsement signatures and the
-//!    endorsement policy of every chaincode it invokes or writes. Ed25519 signatures are verified
-//!    in batches.
-//! 2. [`mvcc`]: sequential in block order against the state — duplicate txids, read versions
-//!    (MVCC), range re-runs (phantom reads) and commutative deltas with their bounds.
+//!    per transaction, structure, channel, creator signature, txid and endorsement signatures.
+//!    Ed25519 signatures are verified in batches.
+//! 2. [`mvcc`]: sequential in block order against the state — duplicate txids, endorsement
+//!    policies ([`endorsement`], read from the chaincode definitions live at that point of the
+//!    block), read versions (MVCC), range re-runs (phantom reads) and commutative deltas with
+//!    their bounds.
 //!
 //! Neither stage reads a clock, draws randomness or iterates a `HashMap`: every peer reaches the
 //! same codes for the same block.
 
+pub mod endorsement;
 pub mod mvcc;
 pub mod verify;
 
@@ -20,6 +22,9 @@ use mercato_ca::MspManager;
 use mercato_ca::policy::{Policy, PolicyResolver, SignaturePolicy};
 use mercato_proto::Limits;
 use mercato_proto::hash::sha256;
+
+use crate::error::Result;
+use crate::ledger::VersionedValue;
 
 /// The named policies of a channel's organisations (`Readers`, `Writers`, `Admins`,
 /// `Endorsement`), which implicit-meta policies such as `MAJORITY Endorsement` refer to.
@@ -71,11 +76,25 @@ impl PolicyResolver for OrgPolicies {
     }
 }
 
-/// Where validation finds the endorsement policy of each chaincode. The lifecycle implements this
-/// over committed chaincode definitions; tests and benchmarks use [`StaticChaincodes`].
+/// The world state as stage 2 sees it at one transaction: the committed state with the writes of
+/// the block's earlier valid transactions on top.
+pub trait StateReader {
+    /// The current value and version of `key` in `namespace`.
+    fn state(&self, namespace: &str, key: &str) -> Result<Option<VersionedValue>>;
+}
+
+/// Where validation finds the endorsement policy of each chaincode. The lifecycle
+/// ([`crate::lifecycle::LifecycleDefinitions`]) reads the definitions committed in the world state,
+/// so a definition takes effect at the transaction that commits it; tests and benchmarks use
+/// [`StaticChaincodes`].
 pub trait ChaincodeDefinitions: Send + Sync {
     /// The endorsement policy of a defined chaincode; `None` when no such chaincode is defined.
-    fn endorsement_policy(&self, chaincode: &str) -> Option<Arc<Policy>>;
+    /// Only a storage fault is an error.
+    fn endorsement_policy(
+        &self,
+        state: &dyn StateReader,
+        chaincode: &str,
+    ) -> Result<Option<Arc<Policy>>>;
 }
 
 /// A fixed set of chaincode definitions.
@@ -83,8 +102,12 @@ pub trait ChaincodeDefinitions: Send + Sync {
 pub struct StaticChaincodes(pub BTreeMap<String, Arc<Policy>>);
 
 impl ChaincodeDefinitions for StaticChaincodes {
-    fn endorsement_policy(&self, chaincode: &str) -> Option<Arc<Policy>> {
-        self.0.get(chaincode).cloned()
+    fn endorsement_policy(
+        &self,
+        _state: &dyn StateReader,
+        chaincode: &str,
+    ) -> Result<Option<Arc<Policy>>> {
+        Ok(self.0.get(chaincode).cloned())
     }
 }
 
@@ -148,6 +171,10 @@ pub struct ValidationContext {
     pub block_validation: Policy,
     /// The chaincodes' endorsement policies.
     pub chaincodes: Arc<dyn ChaincodeDefinitions>,
+    /// The channel's application organisations: a majority of them must approve a chaincode
+    /// definition, and their peers endorse its commit (Fabric's `MAJORITY Endorsement`
+    /// lifecycle policy).
+    pub application_orgs: Vec<String>,
     /// This peer's own recent endorsements, when it endorses.
     pub own_endorsements: Option<Arc<EndorsementMemo>>,
     /// Size limits for parsing.

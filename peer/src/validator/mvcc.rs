@@ -10,17 +10,24 @@ use std::collections::{BTreeMap, BTreeSet};
 use mercato_proto::{TxValidationCode, ValidationCode};
 
 use super::verify::CheckedTx;
+use super::{StateReader, ValidationContext, endorsement};
 use crate::error::{Error, Result};
 use crate::ledger::{LedgerStore, StateUpdate, TxLocation, Version, VersionedValue};
 use crate::rwset::{NsRwSet, RangeRead, TxRwSet};
 
 /// How a block is applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Validate: check duplicates, reads, ranges and delta bounds.
-    Validate,
+#[derive(Debug, Clone, Copy)]
+pub enum Mode<'a> {
+    /// Validate: check duplicates, endorsement policies, reads, ranges and delta bounds.
+    Validate(&'a ValidationContext),
     /// Replay a stored block: its codes are already decided; apply the valid transactions.
     Replay,
+}
+
+impl Mode<'_> {
+    fn validates(&self) -> bool {
+        matches!(self, Mode::Validate(_))
+    }
 }
 
 /// What stage 2 decided for a block.
@@ -54,11 +61,15 @@ pub fn apply_block(
             tx: i as u64,
         };
         let mut code = tx.code;
-        if mode == Mode::Validate && code.is_valid() {
+        if let Mode::Validate(ctx) = mode
+            && code.is_valid()
+        {
             if let Some(txid) = &tx.txid
                 && (block_txids.contains(txid) || store.tx_location(txid)?.is_some())
             {
                 code = TxValidationCode::DuplicateTxid.into();
+            } else if let Err(failure) = endorsement::check(&block, tx, ctx)? {
+                code = failure;
             }
         }
         let mut updates = Vec::new();
@@ -71,7 +82,7 @@ pub fn apply_block(
             match block.check_and_stage(rwset, version, mode)? {
                 Ok(staged) => updates = staged,
                 Err(failure) => {
-                    if mode == Mode::Replay {
+                    if !mode.validates() {
                         return Err(Error::Corrupt(format!(
                             "replaying block {number}: valid transaction {i} now fails with {failure}"
                         )));
@@ -115,6 +126,12 @@ struct BlockState<'a> {
     overlay: BTreeMap<(String, String), Option<VersionedValue>>,
 }
 
+impl StateReader for BlockState<'_> {
+    fn state(&self, ns: &str, key: &str) -> Result<Option<VersionedValue>> {
+        self.get(ns, key)
+    }
+}
+
 impl BlockState<'_> {
     fn get(&self, ns: &str, key: &str) -> Result<Option<VersionedValue>> {
         match self.overlay.get(&(ns.to_owned(), key.to_owned())) {
@@ -131,7 +148,7 @@ impl BlockState<'_> {
         version: Version,
         mode: Mode,
     ) -> Result<std::result::Result<Vec<StateUpdate>, ValidationCode>> {
-        if mode == Mode::Validate {
+        if mode.validates() {
             for ns in &rwset.namespaces {
                 for r in &ns.reads {
                     let current = self.get(&ns.namespace, &r.key)?.map(|v| v.version);

@@ -1,4 +1,7 @@
-//! Stage 1 of validation: everything that needs no state, run in parallel across cores.
+//! Stage 1 of validation: everything that needs no state, run in parallel across cores. The
+//! endorsement policies are evaluated in stage 2 ([`super::endorsement`]) over the identities this
+//! stage verified, because which policy applies depends on the chaincode definitions live at that
+//! point of the block.
 
 use std::sync::Arc;
 
@@ -17,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::rwset::TxRwSet;
 
 /// A transaction after stage 1.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct CheckedTx {
     /// The txid, present only when the txid matched its nonce and creator and the creator's
     /// signature verified: only such txids may be indexed, so that nobody can claim another
@@ -29,6 +32,13 @@ pub struct CheckedTx {
     pub rwset: Option<TxRwSet>,
     /// The chaincode event the transaction set, if any.
     pub event: Option<ChaincodeEvent>,
+    /// The creator, whose signature verified (VALID transactions only).
+    pub creator: Option<Arc<Identity>>,
+    /// The endorsers, every one's signature verified (VALID transactions only).
+    pub endorsers: Vec<Arc<Identity>>,
+    /// The namespaces whose endorsement policy must hold: the invoked chaincode first, then every
+    /// other namespace the transaction writes or adds to.
+    pub namespaces: Vec<String>,
 }
 
 impl CheckedTx {
@@ -38,6 +48,18 @@ impl CheckedTx {
             code: code.into(),
             rwset: None,
             event: None,
+            creator: None,
+            endorsers: Vec::new(),
+            namespaces: Vec::new(),
+        }
+    }
+
+    /// A transaction judged by its recorded code, for replaying a stored block.
+    pub fn recorded(code: ValidationCode, rwset: Option<TxRwSet>) -> Self {
+        CheckedTx {
+            code,
+            rwset,
+            ..CheckedTx::invalid(code)
         }
     }
 }
@@ -118,13 +140,15 @@ struct Pending {
 
 fn verify_chunk(envelopes: &[Vec<u8>], ctx: &ValidationContext) -> Vec<CheckedTx> {
     // Phase A: parse, check the channel and resolve identities (cached per certificate).
-    let mut slots: Vec<std::result::Result<Pending, CheckedTx>> = envelopes
+    let mut slots: Vec<std::result::Result<Pending, Box<CheckedTx>>> = envelopes
         .iter()
         .map(|env| {
             let tx = parse_transaction(env, &ctx.limits)
-                .map_err(|e| CheckedTx::invalid(e.validation_code()))?;
+                .map_err(|e| Box::new(CheckedTx::invalid(e.validation_code())))?;
             if tx.header.channel_header.channel_id != ctx.channel_id {
-                return Err(CheckedTx::invalid(TxValidationCode::TargetChainNotFound));
+                return Err(Box::new(CheckedTx::invalid(
+                    TxValidationCode::TargetChainNotFound,
+                )));
             }
             let creator = ctx.msps.identity(&tx.header.creator).ok();
             let endorsers = tx
@@ -156,8 +180,8 @@ fn verify_chunk(envelopes: &[Vec<u8>], ctx: &ValidationContext) -> Vec<CheckedTx
     slots
         .into_iter()
         .map(|slot| match slot {
-            Err(done) => done,
-            Ok(p) => judge(p, ctx),
+            Err(done) => *done,
+            Ok(p) => judge(p),
         })
         .collect()
 }
@@ -170,7 +194,7 @@ enum Target {
 }
 
 fn verify_signatures(
-    slots: &mut [std::result::Result<Pending, CheckedTx>],
+    slots: &mut [std::result::Result<Pending, Box<CheckedTx>>],
     ctx: &ValidationContext,
 ) {
     let mut outcomes: Vec<(Target, bool)> = Vec::new();
@@ -245,9 +269,9 @@ fn verify_signatures(
     }
 }
 
-fn judge(p: Pending, ctx: &ValidationContext) -> CheckedTx {
+fn judge(p: Pending) -> CheckedTx {
     use TxValidationCode as C;
-    let Some(_creator) = p.creator.as_ref().filter(|_| p.creator_ok) else {
+    let Some(creator) = p.creator.as_ref().filter(|_| p.creator_ok) else {
         return CheckedTx::invalid(C::BadCreatorSignature);
     };
     if p.tx.header.check_txid().is_err() {
@@ -256,9 +280,7 @@ fn judge(p: Pending, ctx: &ValidationContext) -> CheckedTx {
     let txid = Some(p.tx.header.channel_header.tx_id.clone());
     let with_code = |code: C| CheckedTx {
         txid: txid.clone(),
-        code: code.into(),
-        rwset: None,
-        event: None,
+        ..CheckedTx::invalid(code)
     };
     let action = &p.tx.action;
     if action.response.as_ref().is_none_or(|r| r.status >= 400) {
@@ -288,37 +310,25 @@ fn judge(p: Pending, ctx: &ValidationContext) -> CheckedTx {
             Err(_) => return with_code(C::BadResponsePayload),
         }
     };
-    // The invoked chaincode and every namespace written must be defined, and each one's
-    // endorsement policy satisfied by the endorsers.
-    let mut namespaces: Vec<&str> = vec![invoked.as_str()];
-    for ns in &rwset.namespaces {
-        if (!ns.writes.is_empty() || !ns.deltas.is_empty())
-            && !namespaces.contains(&ns.namespace.as_str())
-        {
-            namespaces.push(&ns.namespace);
-        }
-    }
-    let mut policies = Vec::with_capacity(namespaces.len());
-    for ns in &namespaces {
-        match ctx.chaincodes.endorsement_policy(ns) {
-            Some(policy) => policies.push(policy),
-            None => return with_code(C::InvalidChaincode),
-        }
-    }
     if p.endorsers.iter().any(Option::is_none) || p.endorsements_ok.iter().any(|ok| !ok) {
         return with_code(C::EndorsementPolicyFailure);
     }
-    let endorsers: Vec<Arc<Identity>> = p.endorsers.into_iter().flatten().collect();
-    if !policies
-        .iter()
-        .all(|policy| policy.evaluate(&endorsers, &ctx.org_policies))
-    {
-        return with_code(C::EndorsementPolicyFailure);
+    // The invoked chaincode and every namespace written must be defined, and each one's
+    // endorsement policy satisfied by the endorsers: stage 2 decides, against the definitions
+    // live at this transaction.
+    let mut namespaces = vec![invoked];
+    for ns in &rwset.namespaces {
+        if (!ns.writes.is_empty() || !ns.deltas.is_empty()) && !namespaces.contains(&ns.namespace) {
+            namespaces.push(ns.namespace.clone());
+        }
     }
     CheckedTx {
         txid,
         code: ValidationCode::VALID,
         rwset: Some(rwset),
         event,
+        creator: Some(Arc::clone(creator)),
+        endorsers: p.endorsers.into_iter().flatten().collect(),
+        namespaces,
     }
 }

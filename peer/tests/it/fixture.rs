@@ -157,6 +157,7 @@ impl Net {
                 (CHAINCODE.to_string(), Arc::new(policy)),
                 ("notes".to_string(), Arc::new(open)),
             ]))),
+            application_orgs: vec!["Brand1MSP".into(), "Brand2MSP".into(), "SellersMSP".into()],
             own_endorsements: None,
             limits: Limits::default(),
             threads,

@@ -4,6 +4,7 @@
 mod chaincode;
 mod crash;
 mod fixture;
+mod lifecycle;
 mod mvcc;
 mod pipeline;
 mod store;
