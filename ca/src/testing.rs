@@ -53,6 +53,18 @@ impl TestOrg {
         role: Role,
         algorithm: KeyAlgorithm,
     ) -> (SigningIdentity, Vec<u8>) {
+        self.member_with_attributes(name, role, &[], algorithm)
+    }
+
+    /// Issues a member whose certificate carries `attributes` (Fabric CA's extension, e.g.
+    /// `role=brand`), with its private key as PKCS#8 DER.
+    pub fn member_with_attributes(
+        &self,
+        name: &str,
+        role: Role,
+        attributes: &[(&str, &str)],
+        algorithm: KeyAlgorithm,
+    ) -> (SigningIdentity, Vec<u8>) {
         let (key, pkcs8) = SigningKey::generate(algorithm).unwrap_or_else(|e| panic!("key: {e}"));
         let serial = SERIAL.fetch_add(1, Ordering::Relaxed).to_be_bytes();
         let first = serial.iter().position(|&b| b != 0).unwrap_or(7);
@@ -61,7 +73,10 @@ impl TestOrg {
             .issue(&MemberRequest {
                 common_name: name.to_owned(),
                 role,
-                attributes: BTreeMap::new(),
+                attributes: attributes
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<BTreeMap<_, _>>(),
                 key: SubjectKey {
                     algorithm,
                     bytes: key.public_key_bytes().to_vec(),

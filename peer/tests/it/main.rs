@@ -2,6 +2,7 @@
 //! blocks.
 
 mod chaincode;
+mod commerce;
 mod crash;
 mod fixture;
 mod lifecycle;

@@ -1,7 +1,7 @@
 //! The commerce flow end to end: order, escrow, shipping, settlement and its split, the sales
 //! ledger, reviews with personal shops and rewards, cancellations, disputes, traceability.
 
-use crate::{ACME, AUDITOR, BUYER, BUYER2, Market, PLATFORM, SELLER};
+use super::{ACME, AUDITOR, BUYER, BUYER2, Market, PLATFORM, SELLER};
 
 #[test]
 fn an_order_is_escrowed_shipped_confirmed_and_settled_three_ways() {
@@ -12,7 +12,7 @@ fn an_order_is_escrowed_shipped_confirmed_and_settled_three_ways() {
     // The coins are in escrow, the stock reserved.
     assert_eq!(m.balance("SellersMSP:bob"), 700);
     assert_eq!(m.number(AUDITOR, &["stock", "acme", "shoe"]), 47);
-    assert_eq!(m.ctx.events.last().unwrap().0, "order.placed");
+    assert_eq!(m.last_event(), "order.placed");
 
     m.ok(ACME, &["ship_order", "o1", "TRACK-1"]);
     let settled = m.json(BUYER, &["confirm_delivery", "o1"]);
@@ -22,7 +22,7 @@ fn an_order_is_escrowed_shipped_confirmed_and_settled_three_ways() {
     assert_eq!(m.balance("SellersMSP:sam"), 30);
     assert_eq!(m.balance("brand:acme"), 264);
     assert_eq!(m.number(AUDITOR, &["supply"]), 2000);
-    assert_eq!(m.ctx.events.last().unwrap().0, "order.settled");
+    assert_eq!(m.last_event(), "order.settled");
 
     // The sales ledger, for the brand and for the shop.
     for (kind, name) in [("brand", "acme"), ("shop", "sams")] {
@@ -71,7 +71,7 @@ fn a_review_earns_coins_and_a_personal_shop_that_resells_what_was_bought() {
     assert_eq!(m.balance("SellersMSP:bob"), 912 + 10);
 
     // The next day the cap starts again.
-    m.ctx.timestamp.0 += 86_400;
+    m.next_day();
     m.ok(BUYER, &["place_order", "o3", "sams", "acme", "shoe", "1"]);
     m.ok(ACME, &["ship_order", "o3", "T3"]);
     m.ok(BUYER, &["confirm_delivery", "o3"]);

@@ -1,7 +1,7 @@
 //! Every refusal: the wrong role, the wrong owner, too little money or stock, a second review, a
 //! changed attribute, an overflow, bad input. Each leaves the ledger unchanged.
 
-use crate::{ACME, AUDITOR, Actor, BUYER, BUYER2, Market, OTHER_BRAND, PLATFORM, SELLER};
+use super::{ACME, AUDITOR, Actor, BUYER, BUYER2, Market, OTHER_BRAND, PLATFORM, SELLER};
 
 #[test]
 fn the_contract_is_initialised_once_by_the_platforms_admin() {
