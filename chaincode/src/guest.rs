@@ -7,6 +7,109 @@ use alloc::vec::Vec;
 use crate::abi::{self, Creator, HostRequest, HostResponse, Invocation, InvokeResult};
 use crate::{Context, Contract, Error, Page};
 
+/// The module's allocator. Every invocation runs in a fresh instance that the peer throws away
+/// afterwards, so nothing needs to be reused: allocation bumps a pointer, and freeing gives back
+/// only the most recent block (the common temporary-buffer pattern), which a `realloc` of the
+/// most recent block also grows in place. It uses the memory between the heap base and the
+/// module's initial size before it ever grows memory (each `memory.grow` costs the host a change
+/// of page protection), and grows by at least 256 KiB at a time. A contract that needs more than
+/// the peer's memory cap fails with an out-of-memory error, as with any allocator.
+struct BumpAllocator;
+
+/// Bump state: the next free byte and the end of memory (0 until the first allocation). Wasm
+/// chaincode is single-threaded.
+static mut BUMP: (usize, usize) = (0, 0);
+
+const PAGE: usize = 65_536;
+const MIN_GROW_PAGES: usize = 4;
+
+unsafe extern "C" {
+    /// Where the linker put the end of static data: the heap starts here.
+    static __heap_base: u8;
+}
+
+// SAFETY: single-threaded (wasm32 without threads); every block handed out lies inside linear
+// memory below the current size and is never handed out twice while live.
+unsafe impl core::alloc::GlobalAlloc for BumpAllocator {
+    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+        // SAFETY: single-threaded access to the bump state (see above).
+        let state = unsafe { &mut *core::ptr::addr_of_mut!(BUMP) };
+        if state.0 == 0 {
+            state.0 = core::ptr::addr_of!(__heap_base) as usize;
+            state.1 = core::arch::wasm32::memory_size(0) * PAGE;
+        }
+        let align = layout.align().max(1);
+        let Some(start) = state.0.checked_add(align - 1).map(|p| p & !(align - 1)) else {
+            return core::ptr::null_mut();
+        };
+        let Some(end) = start.checked_add(layout.size()) else {
+            return core::ptr::null_mut();
+        };
+        if end > state.1 {
+            let pages = (end - state.1).div_ceil(PAGE).max(MIN_GROW_PAGES);
+            if core::arch::wasm32::memory_grow(0, pages) == usize::MAX {
+                // A smaller grow may still fit under the cap.
+                let needed = (end - state.1).div_ceil(PAGE);
+                if needed >= pages || core::arch::wasm32::memory_grow(0, needed) == usize::MAX {
+                    return core::ptr::null_mut();
+                }
+                state.1 += needed * PAGE;
+            } else {
+                state.1 += pages * PAGE;
+            }
+        }
+        state.0 = end;
+        start as *mut u8
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
+        // SAFETY: single-threaded access to the bump state.
+        let state = unsafe { &mut *core::ptr::addr_of_mut!(BUMP) };
+        if ptr as usize + layout.size() == state.0 {
+            state.0 = ptr as usize;
+        }
+    }
+
+    unsafe fn realloc(
+        &self,
+        ptr: *mut u8,
+        layout: core::alloc::Layout,
+        new_size: usize,
+    ) -> *mut u8 {
+        if new_size <= layout.size() {
+            return ptr;
+        }
+        {
+            // SAFETY: single-threaded access to the bump state.
+            let state = unsafe { &mut *core::ptr::addr_of_mut!(BUMP) };
+            let top = ptr as usize + layout.size() == state.0;
+            if top
+                && (ptr as usize)
+                    .checked_add(new_size)
+                    .is_some_and(|e| e <= state.1)
+            {
+                state.0 = ptr as usize + new_size;
+                return ptr;
+            }
+        }
+        // SAFETY: `new_size` with the old alignment is a valid layout (the caller's contract).
+        let new_layout =
+            unsafe { core::alloc::Layout::from_size_align_unchecked(new_size, layout.align()) };
+        // SAFETY: as for `alloc`.
+        let new = unsafe { self.alloc(new_layout) };
+        if !new.is_null() {
+            // SAFETY: both blocks are live and at least min(old, new) bytes long, and distinct.
+            unsafe {
+                core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+            }
+        }
+        new
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: BumpAllocator = BumpAllocator;
+
 #[link(wasm_import_module = "mercato")]
 unsafe extern "C" {
     fn host_call(ptr: *const u8, len: u32) -> i32;

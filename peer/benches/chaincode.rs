@@ -137,6 +137,16 @@ fn main() {
                 .unwrap(),
         );
     });
+    let empty_invocation = Invocation {
+        args: vec![b"whoami".to_vec()],
+        ..invocation.clone()
+    };
+    let empty = per_call_us(|| {
+        black_box(
+            exec.simulate(Arc::clone(&store), "testcc", &empty_invocation)
+                .unwrap(),
+        );
+    });
     let native = per_call_us(|| {
         let mut sim = Simulation::new(Arc::clone(&store));
         native_transfer(&mut sim, "alice", "bob", 5);
@@ -154,6 +164,10 @@ fn main() {
     println!(
         "warm call in the sandbox:                  {:>9.1} µs",
         warm
+    );
+    println!(
+        "a call with no host calls (whoami):        {:>9.1} µs",
+        empty
     );
     println!(
         "same logic as a native function:           {:>9.1} µs",

@@ -36,7 +36,8 @@ impl Commerce {
         }
         store::check_id(&kind, &name)?;
         let (start, end) = composite::range("sale", &[&kind, &name])?;
-        if !bookmark.is_empty() && !(start.as_str() <= bookmark.as_str() && bookmark < end) {
+        let in_ledger = start.as_str() <= bookmark.as_str() && bookmark < end;
+        if !bookmark.is_empty() && !in_ledger {
             return Err(Error::bad_request("the bookmark is not of this ledger"));
         }
         let page = ctx.get_state_range(&start, &end, page_size.clamp(1, 1000), &bookmark)?;

@@ -237,7 +237,8 @@ impl SimHost {
 /// Resolves chaincode names to modules given directly (tests, benchmarks, tools).
 #[derive(Default)]
 pub struct StaticResolver {
-    modules: std::collections::BTreeMap<String, Vec<u8>>,
+    /// Name → (code hash, module): hashed once here, not on every call.
+    modules: std::collections::BTreeMap<String, (CodeHash, Vec<u8>)>,
 }
 
 impl StaticResolver {
@@ -248,7 +249,8 @@ impl StaticResolver {
 
     /// Maps `name` to a module.
     pub fn with(mut self, name: &str, wasm: Vec<u8>) -> Self {
-        self.modules.insert(name.to_owned(), wasm);
+        let hash = mercato_proto::hash::sha256(&wasm);
+        self.modules.insert(name.to_owned(), (hash, wasm));
         self
     }
 }
@@ -260,10 +262,13 @@ impl ChaincodeResolver for StaticResolver {
         runtime: &ChaincodeRuntime,
         name: &str,
     ) -> Result<Resolved, ExecError> {
-        let wasm = self
+        let (hash, wasm) = self
             .modules
             .get(name)
             .ok_or_else(|| ExecError::NotDefined(name.to_owned()))?;
+        if runtime.is_loaded(hash) {
+            return Ok(Resolved::Wasm(*hash));
+        }
         Ok(Resolved::Wasm(runtime.load(wasm)?))
     }
 }

@@ -338,7 +338,7 @@ fn two_hundred_orders_through_one_shop_commit_in_one_block_and_the_totals_add_up
     m.ok(PLATFORM, &["mint", "SellersMSP:bob", "9000"]);
     m.ok(PLATFORM, &["mint", "SellersMSP:cat", "9000"]);
     let orders: Vec<String> = (0..200).map(|i| format!("o{i:03}")).collect();
-    let buyer = |i: usize| if i % 2 == 0 { BUYER } else { BUYER2 };
+    let buyer = |i: usize| if i.is_multiple_of(2) { BUYER } else { BUYER2 };
     let all_valid = vec![ValidationCode::VALID; 200];
 
     // Placing: stock, the buyers' balances and nothing else shared; no conflict.
