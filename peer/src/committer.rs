@@ -132,10 +132,23 @@ impl Committer {
     /// Stage 1 of a block: structure, orderer signatures and every transaction's signatures.
     fn verify(&self, block: Block) -> Result<Verified> {
         verify_block(&block, &self.ctx)?;
-        let checked = match &block.data {
-            Some(d) => verify_transactions(&d.data, &self.ctx),
-            None => Vec::new(),
-        };
+        let envelopes = block
+            .data
+            .as_ref()
+            .map(|d| d.data.as_slice())
+            .unwrap_or_default();
+        let checked = verify_transactions(envelopes, &self.ctx);
+        if checked.len() != envelopes.len() {
+            let number = block.header.as_ref().map(|h| h.number).unwrap_or_default();
+            return Err(Error::invalid_block(
+                number,
+                format!(
+                    "only {} of its {} transactions were judged (a verifier failed)",
+                    checked.len(),
+                    envelopes.len()
+                ),
+            ));
+        }
         Ok(Verified { block, checked })
     }
 
