@@ -32,7 +32,7 @@
 //! Evaluation is a pure function of the policy and the signer list (no clock, no randomness, no
 //! hash-map order), so every peer reaches the same verdict on the same transaction.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -1146,6 +1146,56 @@ impl<'n> Search<'n> {
                 skipped
             }
         }
+    }
+}
+
+/// The named policies of a channel's organisations (`Readers`, `Writers`, `Admins`,
+/// `Endorsement`), which implicit-meta policies such as `MAJORITY Endorsement` refer to.
+#[derive(Debug, Clone, Default)]
+pub struct OrgPolicies {
+    orgs: Vec<String>,
+    policies: BTreeMap<(String, String), SignaturePolicy>,
+}
+
+impl OrgPolicies {
+    /// Fabric's defaults for each org: Readers = any member, Writers = admins and clients (so not
+    /// auditors), Admins = admins, Endorsement = peers.
+    pub fn defaults(orgs: &[&str]) -> Self {
+        let mut p = OrgPolicies::default();
+        for org in orgs {
+            p.orgs.push(org.to_string());
+            for (name, text) in [
+                ("Readers", format!("OR('{org}.member')")),
+                ("Writers", format!("OR('{org}.admin', '{org}.client')")),
+                ("Admins", format!("OR('{org}.admin')")),
+                ("Endorsement", format!("OR('{org}.peer')")),
+            ] {
+                // These texts are well-formed by construction; a failure would be a bug here.
+                if let Ok(policy) = text.parse() {
+                    p.policies
+                        .insert((org.to_string(), name.to_string()), policy);
+                }
+            }
+        }
+        p
+    }
+
+    /// Sets (or replaces) one named policy of an org.
+    pub fn set(&mut self, org: &str, name: &str, policy: SignaturePolicy) {
+        if !self.orgs.iter().any(|o| o == org) {
+            self.orgs.push(org.to_owned());
+        }
+        self.policies
+            .insert((org.to_owned(), name.to_owned()), policy);
+    }
+}
+
+impl PolicyResolver for OrgPolicies {
+    fn org_ids(&self) -> Vec<&str> {
+        self.orgs.iter().map(String::as_str).collect()
+    }
+    fn org_policy(&self, msp_id: &str, name: &str) -> Option<&SignaturePolicy> {
+        self.policies.get(&(msp_id.to_owned(), name.to_owned()))
     }
 }
 

@@ -1,0 +1,12 @@
+//! The orderer's errors.
+
+/// Why the orderer could not start or go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// A setting is out of range or inconsistent.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// The orderer library's result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,177 @@
+//! Broadcast's checks: every refusal with its status, and the envelopes that pass.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use mercato_ca::policy::OrgPolicies;
+use mercato_ca::testing::TestOrg;
+use mercato_ca::{KeyAlgorithm, MspManager, Role, SigningIdentity};
+use mercato_orderer::broadcast::BroadcastChecker;
+use mercato_proto::pb::Timestamp;
+use mercato_proto::pb::common::{
+    ChannelHeader, Envelope, Header, HeaderType, Payload, SignatureHeader, Status,
+};
+use mercato_proto::pb::protos::{ChaincodeAction, ChaincodeId, Response};
+use mercato_proto::proposal::{ProposalInput, new_proposal, parse_signed_proposal, sign_proposal};
+use mercato_proto::response::new_proposal_response;
+use mercato_proto::transaction::{new_transaction, sign_envelope};
+use mercato_proto::{Limits, Signer};
+use prost::Message;
+
+const CHANNEL: &str = "market";
+
+struct Net {
+    org: TestOrg,
+    peer: SigningIdentity,
+    checker: BroadcastChecker,
+}
+
+fn net() -> Net {
+    let org = TestOrg::new("Org1MSP");
+    let peer = org.member("peer0", Role::Peer, KeyAlgorithm::EcdsaP256);
+    let checker = BroadcastChecker::new(
+        CHANNEL,
+        Arc::new(MspManager::new([org.msp()])),
+        OrgPolicies::defaults(&["Org1MSP"]),
+        "ANY Writers".parse().unwrap(),
+        16 << 10,
+    );
+    Net { org, peer, checker }
+}
+
+/// An endorsed transaction by `creator` on `channel`, with `padding` bytes of argument.
+fn tx(n: &Net, creator: &SigningIdentity, channel: &str, padding: usize) -> Envelope {
+    let input = ProposalInput {
+        channel_id: channel.into(),
+        chaincode: "commerce".into(),
+        args: vec![b"put".to_vec(), vec![b'x'; padding]],
+        transient: BTreeMap::new(),
+        nonce: b"a fresh nonce of 24 bytes".to_vec(),
+        timestamp: Timestamp {
+            seconds: 1_800_000_000,
+            nanos: 0,
+        },
+    };
+    let unsigned = new_proposal(&input, creator.creator()).unwrap();
+    let signed = sign_proposal(unsigned.proposal_bytes, creator).unwrap();
+    let proposal = parse_signed_proposal(&signed, &Limits::default()).unwrap();
+    let action = ChaincodeAction {
+        results: Vec::new(),
+        events: Vec::new(),
+        response: Some(Response {
+            status: 200,
+            message: String::new(),
+            payload: Vec::new(),
+        }),
+        chaincode_id: Some(ChaincodeId {
+            name: "commerce".into(),
+            ..Default::default()
+        }),
+    };
+    let response = new_proposal_response(&proposal.proposal_hash, &action, &n.peer).unwrap();
+    let mut env = new_transaction(&proposal, &[response], &Limits::default()).unwrap();
+    sign_envelope(&mut env, creator).unwrap();
+    env
+}
+
+fn refused(n: &Net, env: &[u8], status: Status, says: &str) {
+    let r = n.checker.check(env).unwrap_err();
+    assert_eq!(r.status, status, "{r}");
+    assert!(r.message.contains(says), "{r} should say {says:?}");
+}
+
+#[test]
+fn writers_envelopes_pass() {
+    let n = net();
+    for role in [Role::Client, Role::Admin] {
+        let who = n.org.member("alice", role, KeyAlgorithm::Ed25519);
+        let env = tx(&n, &who, CHANNEL, 10).encode_to_vec();
+        let parsed = n.checker.check(&env).unwrap();
+        assert_eq!(parsed.header.channel_header.channel_id, CHANNEL);
+    }
+}
+
+#[test]
+fn every_refusal_has_its_status() {
+    let n = net();
+    let client = n.org.member("alice", Role::Client, KeyAlgorithm::EcdsaP256);
+
+    // Readers who do not write: an auditor, a peer.
+    for role in [Role::Auditor, Role::Peer] {
+        let who = n.org.member("reader", role, KeyAlgorithm::EcdsaP256);
+        refused(
+            &n,
+            &tx(&n, &who, CHANNEL, 10).encode_to_vec(),
+            Status::Forbidden,
+            "not allowed to write",
+        );
+    }
+    // A creator from a CA the channel does not know.
+    let outsider = TestOrg::new("Org1MSP").member("mallory", Role::Client, KeyAlgorithm::EcdsaP256);
+    refused(
+        &n,
+        &tx(&n, &outsider, CHANNEL, 10).encode_to_vec(),
+        Status::Forbidden,
+        "not a valid member",
+    );
+    // A signature that does not verify (the payload changed after signing).
+    let mut env = tx(&n, &client, CHANNEL, 10);
+    let mut payload = Payload::decode(env.payload.as_slice()).unwrap();
+    payload.data.push(0);
+    env.payload = payload.encode_to_vec();
+    refused(
+        &n,
+        &env.encode_to_vec(),
+        Status::Forbidden,
+        "signature does not verify",
+    );
+    // An unsigned envelope.
+    let mut env = tx(&n, &client, CHANNEL, 10);
+    env.signature.clear();
+    refused(&n, &env.encode_to_vec(), Status::BadRequest, "malformed");
+    // Too large for the channel.
+    refused(
+        &n,
+        &tx(&n, &client, CHANNEL, 20 << 10).encode_to_vec(),
+        Status::RequestEntityTooLarge,
+        "over the channel's limit",
+    );
+    // Garbage, and nothing.
+    refused(&n, b"\xff\x01\x02garbage", Status::BadRequest, "malformed");
+    refused(&n, b"", Status::BadRequest, "malformed");
+    // Another channel.
+    refused(
+        &n,
+        &tx(&n, &client, "elsewhere", 10).encode_to_vec(),
+        Status::NotFound,
+        "not served here",
+    );
+    // A configuration envelope.
+    let payload = Payload {
+        header: Some(Header {
+            channel_header: ChannelHeader {
+                r#type: HeaderType::Config as i32,
+                channel_id: CHANNEL.into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            signature_header: SignatureHeader {
+                creator: client.creator().to_vec(),
+                nonce: b"nonce".to_vec(),
+            }
+            .encode_to_vec(),
+        }),
+        data: b"config".to_vec(),
+    };
+    let mut env = Envelope {
+        payload: payload.encode_to_vec(),
+        signature: Vec::new(),
+    };
+    sign_envelope(&mut env, &client).unwrap();
+    refused(
+        &n,
+        &env.encode_to_vec(),
+        Status::BadRequest,
+        "only endorser transactions",
+    );
+}

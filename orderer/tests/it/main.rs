@@ -1,0 +1,5 @@
+//! The orderer's logic cores: block cutting with its timer, and Broadcast's checks with real
+//! identities and signatures.
+
+mod blockcutter;
+mod broadcast;
