@@ -34,6 +34,16 @@ pub fn shop(ctx: &mut dyn Context, id: &str) -> Result<Shop, Error> {
     store::get(ctx, &shop_key(id)?)?.ok_or_else(|| Error::not_found(format!("no shop {id}")))
 }
 
+/// The caller and its shop `id`, or 403 if the shop is someone else's.
+fn own_shop(ctx: &mut dyn Context, id: &str) -> Result<(String, Shop), Error> {
+    let me = access::writer(ctx)?;
+    let s = shop(ctx, id)?;
+    if s.owner != me {
+        return Err(Error::forbidden(format!("shop {id} is not {me}'s")));
+    }
+    Ok((me, s))
+}
+
 /// Gives `member` its personal shop (if it has none) and lists the product in it.
 pub fn ensure_personal_shop(
     ctx: &mut dyn Context,
@@ -105,11 +115,7 @@ impl Commerce {
         brand: String,
         sku: String,
     ) -> Result<(), Error> {
-        let me = access::writer(ctx)?;
-        let s = shop(ctx, &shop_id)?;
-        if s.owner != me {
-            return Err(Error::forbidden(format!("shop {shop_id} is not {me}'s")));
-        }
+        let (me, s) = own_shop(ctx, &shop_id)?;
         catalogue::product(ctx, &brand, &sku)?;
         if s.personal && ctx.get_state(&bought_key(&me, &brand, &sku)?)?.is_none() {
             return Err(Error::forbidden(format!(
@@ -125,11 +131,7 @@ impl Commerce {
         brand: String,
         sku: String,
     ) -> Result<(), Error> {
-        let me = access::writer(ctx)?;
-        let s = shop(ctx, &shop_id)?;
-        if s.owner != me {
-            return Err(Error::forbidden(format!("shop {shop_id} is not {me}'s")));
-        }
+        own_shop(ctx, &shop_id)?;
         let key = listing_key(&shop_id, &brand, &sku)?;
         if ctx.get_state(&key)?.is_none() {
             return Err(Error::not_found(format!(
