@@ -18,6 +18,7 @@ const FILES: &[&str] = &[
     "gateway/gateway.proto",
     "mercato/ca.proto",
     "mercato/lifecycle.proto",
+    "mercato/channel.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

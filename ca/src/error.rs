@@ -66,6 +66,9 @@ pub enum Error {
     /// A certificate or CRL could not be issued.
     #[error("issuing failed: {0}")]
     Issue(String),
+    /// A channel configuration (from a genesis block) is malformed or inconsistent.
+    #[error("invalid channel configuration: {0}")]
+    ChannelConfig(String),
 }
 
 /// The MSP library's result.

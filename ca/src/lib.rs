@@ -19,6 +19,8 @@
 //! - [`manager`]: a channel's [`MspManager`] with the bounded cache of validated identities.
 //! - [`policy`]: signature policies (`AND`, `OR`, `OutOf`, `MAJORITY Endorsement`) and their
 //!   evaluation.
+//! - [`channel`]: a channel's configuration from its genesis block: organisations, MSPs,
+//!   policies, consenters, batch settings.
 //! - [`authority`]: the issuing core (root and intermediate CAs, member and TLS certificates,
 //!   CRLs).
 //! - [`csr`]: PKCS#10 requests: made by clients, verified by the CA.
@@ -34,6 +36,7 @@
 //! - `testing` (feature `testing`): organisations with real CAs for other crates' tests.
 
 pub mod authority;
+pub mod channel;
 pub mod client;
 pub mod crypto;
 pub mod csr;

@@ -46,6 +46,17 @@ impl Default for BatchConfig {
     }
 }
 
+impl From<&mercato_ca::channel::BatchSettings> for BatchConfig {
+    fn from(b: &mercato_ca::channel::BatchSettings) -> Self {
+        BatchConfig {
+            max_message_count: b.max_message_count,
+            absolute_max_bytes: b.absolute_max_bytes,
+            preferred_max_bytes: b.preferred_max_bytes,
+            batch_timeout: Duration::from_millis(b.batch_timeout_ms),
+        }
+    }
+}
+
 impl BatchConfig {
     /// Checks the settings: at least one message, preferred ≤ absolute ≤ 100 MiB, a timeout from
     /// 1 ms to 60 s.

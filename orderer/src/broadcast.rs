@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use mercato_ca::MspManager;
+use mercato_ca::channel::ChannelConfig;
 use mercato_ca::policy::{OrgPolicies, Policy};
 use mercato_proto::Limits;
 use mercato_proto::pb::common::{HeaderType, Status};
@@ -79,6 +80,18 @@ impl BroadcastChecker {
             absolute_max_bytes: absolute_max_bytes as usize,
             limits: Limits::default(),
         }
+    }
+
+    /// The checks of a channel from its configuration: its MSPs, its Writers policy over the
+    /// application organisations, and its batch's `absolute_max_bytes`.
+    pub fn from_channel(config: &ChannelConfig) -> mercato_ca::Result<Self> {
+        Ok(Self::new(
+            &config.channel_id,
+            Arc::new(config.msp_manager()?),
+            config.org_policies(),
+            config.policies.writers.clone(),
+            config.batch.absolute_max_bytes,
+        ))
     }
 
     /// Checks an encoded envelope; returns it parsed when it may be ordered.

@@ -4,8 +4,8 @@
 //! Client-facing messages and services (packages `common`, `msp`, `protos`, `gateway`, `orderer`,
 //! `rwset`, `kvrwset`) reproduce Hyperledger Fabric's wire format, so Fabric's official Gateway SDKs
 //! talk to a Mercato peer unchanged. Mercato's own services live in package `mercato` (the
-//! certificate authority's `mercato.CertificateAuthority`, and the chaincode lifecycle's packages
-//! and definitions). The `.proto` files are compiled by
+//! certificate authority's `mercato.CertificateAuthority`, the chaincode lifecycle's packages and
+//! definitions, and the channel configuration the genesis block carries). The `.proto` files are compiled by
 //! `protox` in `build.rs`: a fresh machine needs no `protoc`.
 //!
 //! Everything that decodes bytes from the network takes a [`Limits`] and returns a typed
@@ -21,11 +21,13 @@
 //! - [`response`]: build and parse a proposal response (an endorsement).
 //! - [`transaction`]: assemble, sign and parse an endorsed transaction envelope.
 //! - [`block`]: build and parse blocks, their metadata and the bytes the orderer signs.
+//! - [`config`]: the genesis block and the channel configuration it carries.
 //! - [`validation`]: [`ValidationCode`], Fabric's codes and Mercato's own.
 //! - [`limits`]: size limits on everything decoded.
 //! - [`error`]: [`ParseError`] and [`BuildError`].
 
 pub mod block;
+pub mod config;
 pub mod error;
 pub mod hash;
 pub mod identity;

@@ -175,3 +175,64 @@ fn every_refusal_has_its_status() {
         "only endorser transactions",
     );
 }
+
+#[test]
+fn the_checks_and_the_batch_come_from_the_genesis_block() {
+    use mercato_orderer::BatchConfig;
+    use mercato_proto::pb::mercato as pb;
+    let n = net();
+    let orderers = TestOrg::new("OrdererMSP");
+    let tls = orderers
+        .member("orderer0", Role::Orderer, KeyAlgorithm::EcdsaP256)
+        .certificate_pem()
+        .to_vec();
+    let tls = mercato_ca::crypto::pem_blocks(&tls, "CERTIFICATE")
+        .unwrap()
+        .remove(0);
+    let org = |o: &TestOrg| pb::Organization {
+        msp_id: o.id.clone(),
+        root_certs: vec![o.ca.certificate_der().to_vec()],
+        ..Default::default()
+    };
+    let config = pb::ChannelConfig {
+        channel_id: CHANNEL.into(),
+        application_orgs: vec![org(&n.org)],
+        orderer_orgs: vec![org(&orderers)],
+        consenters: vec![pb::Consenter {
+            id: 1,
+            host: "127.0.0.1".into(),
+            port: 7050,
+            msp_id: "OrdererMSP".into(),
+            server_tls_cert: tls.clone(),
+            client_tls_cert: tls,
+        }],
+        batch: Some(pb::BatchSettings {
+            max_message_count: 10,
+            absolute_max_bytes: 4096,
+            preferred_max_bytes: 2048,
+            batch_timeout_ms: 20,
+        }),
+        policies: None,
+    };
+    let genesis = mercato_proto::config::new_genesis_block(&config);
+    let channel = mercato_ca::channel::ChannelConfig::from_genesis(&genesis).unwrap();
+    let checker = BroadcastChecker::from_channel(&channel).unwrap();
+    let client = n.org.member("alice", Role::Client, KeyAlgorithm::EcdsaP256);
+    assert!(
+        checker
+            .check(&tx(&n, &client, CHANNEL, 10).encode_to_vec())
+            .is_ok()
+    );
+    let big = checker
+        .check(&tx(&n, &client, CHANNEL, 5000).encode_to_vec())
+        .unwrap_err();
+    assert_eq!(big.status, Status::RequestEntityTooLarge);
+    let auditor = n.org.member("eve", Role::Auditor, KeyAlgorithm::EcdsaP256);
+    let r = checker
+        .check(&tx(&n, &auditor, CHANNEL, 10).encode_to_vec())
+        .unwrap_err();
+    assert_eq!(r.status, Status::Forbidden);
+    let batch = BatchConfig::from(&channel.batch);
+    assert!(batch.validate().is_ok());
+    assert_eq!(batch.batch_timeout, std::time::Duration::from_millis(20));
+}

@@ -134,6 +134,29 @@ pub struct ValidationContext {
     pub threads: usize,
 }
 
+impl ValidationContext {
+    /// The context of a channel from its configuration (see [`mercato_ca::channel`]), with the
+    /// chaincode definitions, this peer's endorsement memo and the number of verifying threads.
+    pub fn from_channel(
+        config: &mercato_ca::channel::ChannelConfig,
+        chaincodes: Arc<dyn ChaincodeDefinitions>,
+        own_endorsements: Option<Arc<EndorsementMemo>>,
+        threads: usize,
+    ) -> mercato_ca::Result<Self> {
+        Ok(ValidationContext {
+            channel_id: config.channel_id.clone(),
+            msps: Arc::new(config.msp_manager()?),
+            org_policies: config.org_policies(),
+            block_validation: config.policies.block_validation.clone(),
+            chaincodes,
+            application_orgs: config.application_org_ids(),
+            own_endorsements,
+            limits: Limits::default(),
+            threads,
+        })
+    }
+}
+
 impl std::fmt::Debug for ValidationContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ValidationContext")

@@ -2,6 +2,7 @@
 //! blocks.
 
 mod chaincode;
+mod channel;
 mod commerce;
 mod crash;
 mod fixture;
