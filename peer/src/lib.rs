@@ -16,6 +16,8 @@
 //! - [`lifecycle`]: installed packages, the `_lifecycle` system chaincode (approve, commit,
 //!   upgrade), definitions for validation and the rules that validate lifecycle transactions.
 //! - [`endorser`]: checks a signed proposal, simulates it and signs the proposal response.
+//! - [`service`]: the gRPC services over TLS: `protos.Endorser`, `gateway.Gateway` (Evaluate,
+//!   CommitStatus) and `protos.Deliver`.
 //! - [`committer`]: the [`committer::Committer`], its verify → commit pipeline, block events and
 //!   the rebuild of state from blocks.
 //! - [`error`]: [`Error`] and [`Result`].
@@ -27,6 +29,7 @@ pub mod error;
 pub mod ledger;
 pub mod lifecycle;
 pub mod rwset;
+pub mod service;
 pub mod validator;
 
 pub use error::{Error, Result};

@@ -62,6 +62,9 @@ impl ChaincodeDefinitions for StaticChaincodes {
     }
 }
 
+/// Signature hash → message hash, and the keys in insertion order (to forget the oldest).
+type MemoEntries = (HashMap<[u8; 32], [u8; 32]>, VecDeque<[u8; 32]>);
+
 /// The endorsements this peer signed recently: a committing peer that recognises the exact bytes
 /// it signed need not verify its own signature again. Bounded; the oldest entries go first.
 #[derive(Debug)]
@@ -70,7 +73,7 @@ pub struct EndorsementMemo {
     capacity: usize,
     // Keyed by SHA-256 of the signature; the value is SHA-256 of the signed message. Lookups only:
     // no iteration, so HashMap order never matters.
-    inner: Mutex<(HashMap<[u8; 32], [u8; 32]>, VecDeque<[u8; 32]>)>,
+    inner: Mutex<MemoEntries>,
 }
 
 impl EndorsementMemo {

@@ -77,7 +77,8 @@ fn hostile_modules_fail_cleanly_and_the_next_call_succeeds() {
     };
     let exec = executor(limits);
     let store = ledger(&[("a", "1")]);
-    let cases: Vec<(&[&str], fn(&ExecError) -> bool)> = vec![
+    type Case<'a> = (&'a [&'a str], fn(&ExecError) -> bool);
+    let cases: Vec<Case> = vec![
         (&["spin"], |e| {
             matches!(e, ExecError::Runtime(ChaincodeError::OutOfFuel(_)))
         }),

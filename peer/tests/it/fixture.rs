@@ -24,6 +24,9 @@ use prost::Message;
 pub const CHANNEL: &str = "commerce";
 pub const CHAINCODE: &str = "market";
 
+/// A change made to a transaction's chaincode action after endorsement.
+pub type EditAction<'a> = Box<dyn Fn(&mut ChaincodeAction) + 'a>;
+
 /// What a test transaction looks like.
 pub struct TxSpec<'a> {
     pub client: &'a SigningIdentity,
@@ -32,7 +35,7 @@ pub struct TxSpec<'a> {
     pub rwset: TxRwSet,
     pub endorsers: Vec<&'a SigningIdentity>,
     pub event: Option<&'a str>,
-    pub edit_action: Option<Box<dyn Fn(&mut ChaincodeAction) + 'a>>,
+    pub edit_action: Option<EditAction<'a>>,
     pub edit_txid: Option<&'a str>,
 }
 

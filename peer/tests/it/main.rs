@@ -9,6 +9,7 @@ mod fixture;
 mod lifecycle;
 mod mvcc;
 mod pipeline;
+mod service;
 mod store;
 mod validation;
 mod wasm;

@@ -1,0 +1,445 @@
+//! The peer's gRPC services over real TLS on 127.0.0.1: the Endorser, the Gateway's Evaluate and
+//! CommitStatus, and Deliver with blocks and filtered blocks, called with the generated clients.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mercato_ca::authority::{Authority, SubjectKey, TlsRequest, Validity};
+use mercato_ca::crypto::to_pem;
+use mercato_ca::{KeyAlgorithm, Role, SigningIdentity, SigningKey};
+use mercato_peer::chaincode::{ChaincodeRuntime, Executor, RuntimeLimits, StaticResolver};
+use mercato_peer::committer::Committer;
+use mercato_peer::endorser::Endorser;
+use mercato_peer::ledger::{LedgerStore, MemLedgerStore};
+use mercato_peer::service::{PeerChannel, PeerServer, PeerTls};
+use mercato_proto::pb::Timestamp;
+use mercato_proto::pb::common::{
+    Block, ChannelHeader, Header, HeaderType, SignatureHeader, Status as FabricStatus,
+};
+use mercato_proto::pb::gateway::gateway_client::GatewayClient;
+use mercato_proto::pb::gateway::{CommitStatusRequest, EvaluateRequest, SignedCommitStatusRequest};
+use mercato_proto::pb::orderer::seek_info::SeekBehavior;
+use mercato_proto::pb::orderer::seek_position::Type as Seek;
+use mercato_proto::pb::orderer::{SeekInfo, SeekOldest, SeekPosition, SeekSpecified};
+use mercato_proto::pb::protos::deliver_client::DeliverClient;
+use mercato_proto::pb::protos::deliver_response::Type as Reply;
+use mercato_proto::pb::protos::endorser_client::EndorserClient;
+use mercato_proto::pb::protos::{DeliverResponse, SignedProposal};
+use mercato_proto::proposal::{ProposalInput, new_proposal, sign_proposal};
+use mercato_proto::transaction::new_signed_envelope;
+use mercato_proto::{Limits, Signer, TxValidationCode};
+use prost::Message;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use crate::fixture::{CHAINCODE, CHANNEL, Net, rw};
+use crate::wasm;
+
+struct Peer {
+    net: Net,
+    committer: Arc<Committer>,
+    channel: Channel,
+    last: Block,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A TLS root and a server certificate for 127.0.0.1 valid now (TLS checks the wall clock).
+fn tls() -> (PeerTls, Vec<u8>) {
+    let root = Authority::new_root(
+        "tlsca.brand1",
+        "Brand1",
+        Validity::days_from(now() - 86_400, 30),
+    )
+    .unwrap();
+    let (key, pkcs8) = SigningKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let der = root
+        .issue_tls(&TlsRequest {
+            common_name: "peer0.brand1".into(),
+            role: Some(Role::Peer),
+            key: SubjectKey {
+                algorithm: KeyAlgorithm::EcdsaP256,
+                bytes: key.public_key_bytes().to_vec(),
+            },
+            validity: Validity::days_from(now() - 3_600, 7),
+            serial: vec![0x42],
+            hosts: vec!["127.0.0.1".into()],
+        })
+        .unwrap();
+    let server = PeerTls {
+        cert_pem: to_pem("CERTIFICATE", &der).into_bytes(),
+        key_pem: to_pem("PRIVATE KEY", &pkcs8).into_bytes(),
+        client_roots_pem: None,
+    };
+    (
+        server,
+        to_pem("CERTIFICATE", root.certificate_der()).into_bytes(),
+    )
+}
+
+async fn start() -> Peer {
+    let net = Net::new(KeyAlgorithm::EcdsaP256);
+    let ctx = Arc::new(net.context());
+    let store: Arc<dyn LedgerStore> = Arc::new(MemLedgerStore::new());
+    let committer = Arc::new(Committer::new(Arc::clone(&store), Arc::clone(&ctx)).unwrap());
+    let genesis = net.genesis();
+    committer.commit_genesis(genesis.clone()).unwrap();
+    let runtime = Arc::new(ChaincodeRuntime::new(RuntimeLimits::default(), None).unwrap());
+    let executor = Executor::new(
+        runtime,
+        Arc::new(StaticResolver::new().with(CHAINCODE, wasm::testcc().to_vec())),
+    );
+    let signer: Arc<dyn Signer> =
+        Arc::new(net.orgs[0].member("peer1.brand1", Role::Peer, KeyAlgorithm::EcdsaP256));
+    let endorser = Arc::new(Endorser::new(
+        CHANNEL,
+        Arc::clone(&ctx.msps),
+        Arc::clone(&store),
+        executor,
+        signer,
+        None,
+        Limits::default(),
+    ));
+    let channel = Arc::new(PeerChannel {
+        channel_id: CHANNEL.into(),
+        msps: Arc::clone(&ctx.msps),
+        org_policies: ctx.org_policies.clone(),
+        readers: "ANY Readers".parse().unwrap(),
+        store,
+        committer: Arc::clone(&committer),
+        endorser,
+        limits: Limits::default(),
+    });
+    let (server_tls, root) = tls();
+    let server = PeerServer::bind("127.0.0.1:0".parse().unwrap(), &server_tls, channel)
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.serve(async {
+        let _ = stopped.await;
+    }));
+    let channel = Endpoint::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(root)))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    Peer {
+        net,
+        committer,
+        channel,
+        last: genesis,
+        stop: Some(stop),
+    }
+}
+
+impl Peer {
+    fn proposal(&self, who: &SigningIdentity, args: &[&str]) -> SignedProposal {
+        let input = ProposalInput {
+            channel_id: CHANNEL.into(),
+            chaincode: CHAINCODE.into(),
+            args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+            transient: BTreeMap::new(),
+            nonce: self.net.next_nonce(),
+            timestamp: Timestamp {
+                seconds: 1_800_000_000,
+                nanos: 0,
+            },
+        };
+        sign_proposal(
+            new_proposal(&input, who.creator()).unwrap().proposal_bytes,
+            who,
+        )
+        .unwrap()
+    }
+
+    /// Commits a block of transactions writing `keys`, returning their txids.
+    fn commit(&mut self, keys: &[&str]) -> Vec<String> {
+        let (envs, txids): (Vec<Vec<u8>>, Vec<String>) = keys
+            .iter()
+            .map(|k| {
+                let (env, txid) = self.net.tx(&rw::one(rw::put(rw::ns(CHAINCODE), k, "v")));
+                (env.encode_to_vec(), txid)
+            })
+            .unzip();
+        let number = self.committer.height();
+        let block = self.net.block(number, &self.last, envs);
+        self.committer.commit_block(block.clone()).unwrap();
+        self.last = block;
+        txids
+    }
+
+    fn seek(
+        &self,
+        who: &SigningIdentity,
+        start: Seek,
+        stop: Seek,
+        behavior: SeekBehavior,
+    ) -> mercato_proto::pb::common::Envelope {
+        let header = Header {
+            channel_header: ChannelHeader {
+                r#type: HeaderType::DeliverSeekInfo as i32,
+                channel_id: CHANNEL.into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            signature_header: SignatureHeader {
+                creator: who.creator().to_vec(),
+                nonce: self.net.next_nonce(),
+            }
+            .encode_to_vec(),
+        };
+        let info = SeekInfo {
+            start: Some(SeekPosition {
+                r#type: Some(start),
+            }),
+            stop: Some(SeekPosition { r#type: Some(stop) }),
+            behavior: behavior as i32,
+            ..Default::default()
+        };
+        new_signed_envelope(header, info.encode_to_vec(), who).unwrap()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endorser_and_evaluate_over_tls() {
+    let peer = start().await;
+    let mut endorser = EndorserClient::new(peer.channel.clone());
+    let r = endorser
+        .process_proposal(peer.proposal(&peer.net.client, &["put", "a", "1"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.response.as_ref().unwrap().status, 200);
+    assert!(r.endorsement.is_some());
+    // An auditor may not endorse for submission: a response with 403, not a transport error.
+    let auditor = peer.net.orgs[2].member("eve", Role::Auditor, KeyAlgorithm::EcdsaP256);
+    let r = endorser
+        .process_proposal(peer.proposal(&auditor, &["put", "a", "1"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.response.unwrap().status, 403);
+
+    let mut gateway = GatewayClient::new(peer.channel.clone());
+    let evaluate = |p: SignedProposal, channel: &str| EvaluateRequest {
+        transaction_id: String::new(),
+        channel_id: channel.into(),
+        proposed_transaction: Some(p),
+        target_organizations: Vec::new(),
+    };
+    let r = gateway
+        .evaluate(evaluate(peer.proposal(&auditor, &["whoami"]), CHANNEL))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(String::from_utf8_lossy(&r.result.unwrap().payload).contains("auditor"));
+    // The chaincode's own error (no such key) is a gRPC error naming it.
+    let e = gateway
+        .evaluate(evaluate(peer.proposal(&auditor, &["get", "nope"]), CHANNEL))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    assert!(e.message().contains("no key nope"), "{}", e.message());
+    let e = gateway
+        .evaluate(evaluate(peer.proposal(&auditor, &["whoami"]), "elsewhere"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    let e = gateway
+        .evaluate(EvaluateRequest {
+            proposed_transaction: None,
+            ..evaluate(peer.proposal(&auditor, &["whoami"]), CHANNEL)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_status_waits_for_the_commit() {
+    let mut peer = start().await;
+    let mut gateway = GatewayClient::new(peer.channel.clone());
+    let signed = |who: &SigningIdentity, txid: &str| {
+        let request = CommitStatusRequest {
+            transaction_id: txid.into(),
+            channel_id: CHANNEL.into(),
+            identity: who.creator().to_vec(),
+        }
+        .encode_to_vec();
+        SignedCommitStatusRequest {
+            signature: who.sign(&request).unwrap(),
+            request,
+        }
+    };
+    // Already committed: answered at once.
+    let txids = peer.commit(&["k1"]);
+    let r = gateway
+        .commit_status(signed(&peer.net.client, &txids[0]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (r.result, r.block_number),
+        (TxValidationCode::Valid as i32, 1)
+    );
+
+    // Not yet committed: the call waits until block 2 commits it.
+    let (env, txid) = peer.net.tx(&rw::one(rw::put(rw::ns(CHAINCODE), "k2", "v")));
+    let waiting = tokio::spawn({
+        let mut gateway = gateway.clone();
+        let request = signed(&peer.net.client, &txid);
+        async move { gateway.commit_status(request).await }
+    });
+    tokio::task::yield_now().await;
+    let block = peer.net.block(2, &peer.last, vec![env.encode_to_vec()]);
+    peer.committer.commit_block(block.clone()).unwrap();
+    peer.last = block;
+    let r = waiting.await.unwrap().unwrap().into_inner();
+    assert_eq!(
+        (r.result, r.block_number),
+        (TxValidationCode::Valid as i32, 2)
+    );
+
+    // A request signed by someone else, or by a stranger, is refused.
+    let mut forged = signed(&peer.net.client, &txids[0]);
+    forged.signature = peer.net.peer2.sign(&forged.request).unwrap();
+    let e = gateway.commit_status(forged).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    let stranger = mercato_ca::testing::TestOrg::new("SellersMSP").member(
+        "x",
+        Role::Client,
+        KeyAlgorithm::EcdsaP256,
+    );
+    let e = gateway
+        .commit_status(signed(&stranger, &txids[0]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    let e = gateway
+        .commit_status(SignedCommitStatusRequest {
+            request: b"\xff\xff".to_vec(),
+            signature: Vec::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+}
+
+async fn next(stream: &mut tonic::Streaming<DeliverResponse>) -> Reply {
+    stream.message().await.unwrap().unwrap().r#type.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliver_streams_blocks_and_waits_for_new_ones() {
+    let mut peer = start().await;
+    peer.commit(&["a", "b"]);
+    let client = peer.net.orgs[2].member("eve", Role::Auditor, KeyAlgorithm::EcdsaP256);
+    let mut deliver = DeliverClient::new(peer.channel.clone());
+
+    // From the oldest block to block 2, which is not committed yet: blocks 0 and 1 come at
+    // once, block 2 when it commits, then SUCCESS.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(peer.seek(
+        &client,
+        Seek::Oldest(SeekOldest {}),
+        Seek::Specified(SeekSpecified { number: 2 }),
+        SeekBehavior::BlockUntilReady,
+    ))
+    .await
+    .unwrap();
+    let mut stream = deliver
+        .deliver(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    for n in 0..2 {
+        match next(&mut stream).await {
+            Reply::Block(b) => assert_eq!(b.header.unwrap().number, n),
+            other => panic!("expected block {n}, got {other:?}"),
+        }
+    }
+    let txids = peer.commit(&["c"]);
+    match next(&mut stream).await {
+        Reply::Block(b) => assert_eq!(b.header.unwrap().number, 2),
+        other => panic!("expected block 2, got {other:?}"),
+    }
+    assert_eq!(
+        next(&mut stream).await,
+        Reply::Status(FabricStatus::Success as i32)
+    );
+
+    // On the same stream: a block that is not there, without waiting; then a forged request.
+    tx.send(peer.seek(
+        &client,
+        Seek::Specified(SeekSpecified { number: 9 }),
+        Seek::Specified(SeekSpecified { number: 9 }),
+        SeekBehavior::FailIfNotReady,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        next(&mut stream).await,
+        Reply::Status(FabricStatus::NotFound as i32)
+    );
+    let mut forged = peer.seek(
+        &client,
+        Seek::Oldest(SeekOldest {}),
+        Seek::Oldest(SeekOldest {}),
+        SeekBehavior::FailIfNotReady,
+    );
+    forged.signature = peer.net.client.sign(&forged.payload).unwrap();
+    tx.send(forged).await.unwrap();
+    assert_eq!(
+        next(&mut stream).await,
+        Reply::Status(FabricStatus::Forbidden as i32)
+    );
+
+    // Filtered: block 2's transaction with its id and code.
+    let (ftx, frx) = tokio::sync::mpsc::channel(1);
+    ftx.send(peer.seek(
+        &client,
+        Seek::Specified(SeekSpecified { number: 2 }),
+        Seek::Specified(SeekSpecified { number: 2 }),
+        SeekBehavior::FailIfNotReady,
+    ))
+    .await
+    .unwrap();
+    let mut filtered = deliver
+        .deliver_filtered(tokio_stream::wrappers::ReceiverStream::new(frx))
+        .await
+        .unwrap()
+        .into_inner();
+    match next(&mut filtered).await {
+        Reply::FilteredBlock(f) => {
+            assert_eq!((f.channel_id.as_str(), f.number), (CHANNEL, 2));
+            assert_eq!(f.filtered_transactions.len(), 1);
+            assert_eq!(f.filtered_transactions[0].txid, txids[0]);
+            assert_eq!(
+                f.filtered_transactions[0].tx_validation_code,
+                TxValidationCode::Valid as i32
+            );
+        }
+        other => panic!("expected a filtered block, got {other:?}"),
+    }
+    assert_eq!(
+        next(&mut filtered).await,
+        Reply::Status(FabricStatus::Success as i32)
+    );
+}
