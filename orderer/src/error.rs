@@ -6,6 +6,9 @@ pub enum Error {
     /// A setting is out of range or inconsistent.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The orderer's storage failed or holds what it never wrote.
+    #[error("orderer storage: {0}")]
+    Storage(String),
 }
 
 /// The orderer library's result.

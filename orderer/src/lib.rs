@@ -10,16 +10,22 @@
 //!   bytes) and the [`blockcutter::Batcher`] that adds the batch timeout as an event-driven
 //!   timer.
 //!
-//! Raft replication, Deliver and the `mercato-orderer` node are not built yet.
+//! The Raft storage ([`consensus::store`]: the log, and a state machine whose state is the chain
+//! in [`ledger`]) passes openraft's own storage suite. The Raft network, the node that drives
+//! cutting and replication, Deliver and the `mercato-orderer` binary are not built yet.
 //!
 //! # Layout
 //! - [`blockcutter`]: [`BatchConfig`], [`blockcutter::BlockCutter`], [`blockcutter::Batcher`].
 //! - [`broadcast`]: [`broadcast::BroadcastChecker`] and [`broadcast::Refusal`].
+//! - [`ledger`]: the chain in sled, with Raft's applied state in the same batches.
+//! - [`consensus`]: openraft's log storage and state machine over the chain.
 //! - [`error`]: [`Error`] and [`Result`].
 
 pub mod blockcutter;
 pub mod broadcast;
+pub mod consensus;
 pub mod error;
+pub mod ledger;
 
 pub use blockcutter::BatchConfig;
 pub use error::{Error, Result};

@@ -3,3 +3,4 @@
 
 mod blockcutter;
 mod broadcast;
+mod store;
