@@ -10,6 +10,9 @@
 //! A snapshot holds the whole chain, so a node that fell behind the purged log is brought back
 //! with every block (a block puller that fetches only the missing blocks would be lighter).
 
+// openraft's `StorageError` is large; it is the trait's error type, not ours to shrink.
+#![allow(clippy::result_large_err)]
+
 use std::io::Cursor;
 use std::ops::RangeBounds;
 
@@ -57,13 +60,15 @@ pub enum Applied {
 
 type NodeId = u64;
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
+/// The last applied log id and the membership, as openraft asks for them.
+type AppliedState = (Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>);
 
 fn io_write(e: impl std::fmt::Display) -> StorageError<NodeId> {
-    StorageIOError::write(&AnyError::error(e)).into()
+    StorageIOError::write(AnyError::error(e)).into()
 }
 
 fn io_read(e: impl std::fmt::Display) -> StorageError<NodeId> {
-    StorageIOError::read(&AnyError::error(e)).into()
+    StorageIOError::read(AnyError::error(e)).into()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -302,9 +307,7 @@ impl StateMachine {
         &self.ledger
     }
 
-    fn applied(
-        &self,
-    ) -> StorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>)> {
+    fn applied(&self) -> StorageResult<AppliedState> {
         let tree = &self.ledger.tree;
         let applied = match tree.get(APPLIED).map_err(io_read)? {
             Some(v) => from_json(&v)?,
@@ -342,9 +345,7 @@ fn continues(bytes: &[u8], height: u64, last_hash: &[u8; 32]) -> Result<[u8; 32]
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = Self;
 
-    async fn applied_state(
-        &mut self,
-    ) -> StorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>)> {
+    async fn applied_state(&mut self) -> StorageResult<AppliedState> {
         self.applied()
     }
 
