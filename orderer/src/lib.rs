@@ -11,14 +11,17 @@
 //!   timer.
 //!
 //! The Raft storage ([`consensus::store`]: the log, and a state machine whose state is the chain
-//! in [`ledger`]) passes openraft's own storage suite. The Raft network, the node that drives
-//! cutting and replication, Deliver and the `mercato-orderer` binary are not built yet.
+//! in [`ledger`]) passes openraft's own storage suite, and [`node`] drives cutting and
+//! replication (tested as an in-process cluster). The Raft network over gRPC and mutual TLS,
+//! forwarding to the leader, Deliver and the `mercato-orderer` binary are not built yet.
 //!
 //! # Layout
 //! - [`blockcutter`]: [`BatchConfig`], [`blockcutter::BlockCutter`], [`blockcutter::Batcher`].
 //! - [`broadcast`]: [`broadcast::BroadcastChecker`] and [`broadcast::Refusal`].
 //! - [`ledger`]: the chain in sled, with Raft's applied state in the same batches.
 //! - [`consensus`]: openraft's log storage and state machine over the chain.
+//! - [`node`]: [`node::OrdererNode`]: checks, the leader's batching and cutting, replication,
+//!   acknowledgement after commit.
 //! - [`error`]: [`Error`] and [`Result`].
 
 pub mod blockcutter;
@@ -26,6 +29,7 @@ pub mod broadcast;
 pub mod consensus;
 pub mod error;
 pub mod ledger;
+pub mod node;
 
 pub use blockcutter::BatchConfig;
 pub use error::{Error, Result};

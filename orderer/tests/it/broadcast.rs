@@ -18,15 +18,15 @@ use mercato_proto::transaction::{new_transaction, sign_envelope};
 use mercato_proto::{Limits, Signer};
 use prost::Message;
 
-const CHANNEL: &str = "market";
+pub const CHANNEL: &str = "market";
 
-struct Net {
-    org: TestOrg,
-    peer: SigningIdentity,
-    checker: BroadcastChecker,
+pub struct Net {
+    pub org: TestOrg,
+    pub peer: SigningIdentity,
+    pub checker: BroadcastChecker,
 }
 
-fn net() -> Net {
+pub fn net() -> Net {
     let org = TestOrg::new("Org1MSP");
     let peer = org.member("peer0", Role::Peer, KeyAlgorithm::EcdsaP256);
     let checker = BroadcastChecker::new(
@@ -41,12 +41,23 @@ fn net() -> Net {
 
 /// An endorsed transaction by `creator` on `channel`, with `padding` bytes of argument.
 fn tx(n: &Net, creator: &SigningIdentity, channel: &str, padding: usize) -> Envelope {
+    tx_with_nonce(n, creator, channel, padding, b"a fresh nonce of 24 bytes")
+}
+
+/// The same with a nonce of the caller's (so a distinct txid).
+pub fn tx_with_nonce(
+    n: &Net,
+    creator: &SigningIdentity,
+    channel: &str,
+    padding: usize,
+    nonce: &[u8],
+) -> Envelope {
     let input = ProposalInput {
         channel_id: channel.into(),
         chaincode: "commerce".into(),
         args: vec![b"put".to_vec(), vec![b'x'; padding]],
         transient: BTreeMap::new(),
-        nonce: b"a fresh nonce of 24 bytes".to_vec(),
+        nonce: nonce.to_vec(),
         timestamp: Timestamp {
             seconds: 1_800_000_000,
             nanos: 0,

@@ -3,4 +3,5 @@
 
 mod blockcutter;
 mod broadcast;
+mod cluster;
 mod store;

@@ -1,0 +1,199 @@
+//! One ordering node of one channel: Broadcast's checks, the leader's batching and block cutting,
+//! and replication through Raft. An envelope is acknowledged only once the block holding it is
+//! committed by a majority and applied, so an acknowledged envelope is never lost while a
+//! majority of the cluster survives.
+//!
+//! Only the leader cuts blocks. A block is numbered and chained from the applied chain when it is
+//! cut, signed with the node's orderer identity, proposed, and awaited before the next is cut
+//! (one block in flight). A node that is not the leader refuses with SERVICE_UNAVAILABLE and
+//! names the leader (forwarding to it comes with the network layer).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mercato_proto::Signer;
+use mercato_proto::block::{new_block, sign_block};
+use mercato_proto::pb::common::Status;
+use openraft::Raft;
+use prost::Message;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::blockcutter::{Action, BatchConfig, Batcher};
+use crate::broadcast::{BroadcastChecker, Refusal};
+use crate::consensus::{Applied, BlockProposal, TypeConfig};
+use crate::ledger::Ledger;
+
+/// How many checked envelopes may wait for the batching task before Broadcast waits too.
+const QUEUE: usize = 4096;
+
+/// What the batching task is sent: an envelope and where to acknowledge it.
+type Pending = (Vec<u8>, oneshot::Sender<Result<u64, Refusal>>);
+
+/// An ordering node of one channel.
+pub struct OrdererNode {
+    id: u64,
+    raft: Raft<TypeConfig>,
+    ledger: Ledger,
+    checker: Arc<BroadcastChecker>,
+    queue: mpsc::Sender<Pending>,
+}
+
+impl std::fmt::Debug for OrdererNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrdererNode")
+            .field("id", &self.id)
+            .field("height", &self.ledger.height())
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(message: impl Into<String>) -> Refusal {
+    Refusal {
+        status: Status::ServiceUnavailable,
+        message: message.into(),
+    }
+}
+
+impl OrdererNode {
+    /// A node over a started Raft instance whose state machine holds `ledger`. Blocks are cut by
+    /// `batch` and signed by `signer`. Must be called inside a tokio runtime: it starts the
+    /// batching task.
+    pub fn new(
+        id: u64,
+        raft: Raft<TypeConfig>,
+        ledger: Ledger,
+        checker: BroadcastChecker,
+        batch: BatchConfig,
+        signer: Arc<dyn Signer>,
+    ) -> Self {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(batching(raft.clone(), ledger.clone(), batch, signer, rx));
+        OrdererNode {
+            id,
+            raft,
+            ledger,
+            checker: Arc::new(checker),
+            queue,
+        }
+    }
+
+    /// The Raft instance.
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.raft
+    }
+
+    /// The chain.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Checks and orders one envelope; answers the number of the committed block that holds it.
+    pub async fn broadcast(&self, envelope: Vec<u8>) -> Result<u64, Refusal> {
+        let checker = Arc::clone(&self.checker);
+        let envelope =
+            tokio::task::spawn_blocking(move || checker.check(&envelope).map(|_| envelope))
+                .await
+                .map_err(|e| unavailable(format!("a checker failed: {e}")))??;
+        let leader = self.raft.metrics().borrow().current_leader;
+        if leader != Some(self.id) {
+            return Err(unavailable(match leader {
+                Some(l) => format!("node {} is not the leader; node {l} is", self.id),
+                None => "no leader is elected yet; retry shortly".into(),
+            }));
+        }
+        let (ack, acked) = oneshot::channel();
+        self.queue
+            .send((envelope, ack))
+            .await
+            .map_err(|_| unavailable("the orderer is stopping"))?;
+        acked
+            .await
+            .map_err(|_| unavailable("the orderer stopped before the envelope was ordered"))?
+    }
+}
+
+/// The leader's batching: envelopes in, blocks out through Raft, acknowledgements back.
+async fn batching(
+    raft: Raft<TypeConfig>,
+    ledger: Ledger,
+    config: BatchConfig,
+    signer: Arc<dyn Signer>,
+    mut rx: mpsc::Receiver<Pending>,
+) {
+    let mut batcher = Batcher::new(config);
+    let mut waiting: Vec<oneshot::Sender<Result<u64, Refusal>>> = Vec::new();
+    let mut timer: Option<(u64, tokio::time::Instant)> = None;
+    loop {
+        let actions = match timer {
+            Some((generation, at)) => tokio::select! {
+                next = rx.recv() => match next {
+                    Some((env, ack)) => { waiting.push(ack); batcher.envelope(env) }
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(at) => { timer = None; batcher.timer_fired(generation) }
+            },
+            None => match rx.recv().await {
+                Some((env, ack)) => {
+                    waiting.push(ack);
+                    batcher.envelope(env)
+                }
+                None => return,
+            },
+        };
+        for action in actions {
+            match action {
+                Action::ArmTimer { generation, after } => {
+                    timer = Some((generation, tokio::time::Instant::now() + after));
+                }
+                Action::Cut(envelopes) => {
+                    // The acknowledgements of this batch are the oldest `len` waiting.
+                    let acks: Vec<_> = waiting
+                        .drain(..envelopes.len().min(waiting.len()))
+                        .collect();
+                    let outcome = order_block(&raft, &ledger, signer.as_ref(), envelopes).await;
+                    for ack in acks {
+                        let _ = ack.send(outcome.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Cuts one block of `envelopes` after the applied chain, signs it, replicates it and waits for
+/// it to be applied.
+async fn order_block(
+    raft: &Raft<TypeConfig>,
+    ledger: &Ledger,
+    signer: &dyn Signer,
+    envelopes: Vec<Vec<u8>>,
+) -> Result<u64, Refusal> {
+    let number = ledger.height();
+    let previous = ledger
+        .last_hash()
+        .map_err(|e| unavailable(format!("reading the chain: {e}")))?;
+    let mut block = new_block(number, previous.to_vec(), envelopes);
+    // The nonce only has to be unique per signer: the block number and the clock-free counter
+    // of the log do.
+    let nonce = [number.to_be_bytes(), [0u8; 8], [1u8; 8]].concat();
+    sign_block(&mut block, Vec::new(), signer, nonce)
+        .map_err(|e| unavailable(format!("signing block {number}: {e}")))?;
+    let proposal = BlockProposal {
+        block: block.encode_to_vec(),
+    };
+    match tokio::time::timeout(Duration::from_secs(30), raft.client_write(proposal)).await {
+        Err(_) => Err(unavailable(format!(
+            "block {number} was not committed within 30 s"
+        ))),
+        Ok(Err(e)) => Err(unavailable(format!(
+            "block {number} was not committed: {e}"
+        ))),
+        Ok(Ok(r)) => match r.data {
+            Applied::Appended { number } => Ok(number),
+            Applied::Skipped { reason } => Err(unavailable(format!(
+                "block {number} was superseded ({reason}); retry"
+            ))),
+            Applied::Nothing => Err(unavailable("the entry was not a block")),
+        },
+    }
+}

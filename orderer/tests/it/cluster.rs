@@ -1,0 +1,339 @@
+//! A 3-node ordering cluster in one process (Raft messages go through an in-memory router that
+//! can take a node away): envelopes broadcast to the leader are acknowledged once committed, and
+//! every node holds the same chain; when the leader is lost a new one is elected and ordering
+//! goes on; the old leader, restarted from its files, catches up.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mercato_ca::policy::OrgPolicies;
+use mercato_ca::testing::TestOrg;
+use mercato_ca::{KeyAlgorithm, MspManager, Role};
+use mercato_orderer::BatchConfig;
+use mercato_orderer::broadcast::BroadcastChecker;
+use mercato_orderer::consensus::{LogStore, StateMachine, TypeConfig};
+use mercato_orderer::ledger::Ledger;
+use mercato_orderer::node::OrdererNode;
+use mercato_proto::Signer;
+use mercato_proto::block::new_block;
+use mercato_proto::pb::common::{Block, Status};
+use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, Raft};
+use prost::Message;
+
+use crate::broadcast::{CHANNEL, net, tx_with_nonce};
+
+/// Delivers Raft messages between the nodes of this process; a node not in it is unreachable.
+#[derive(Clone, Default)]
+struct Router {
+    nodes: Arc<Mutex<BTreeMap<u64, Raft<TypeConfig>>>>,
+}
+
+impl Router {
+    fn get(&self, id: u64) -> Option<Raft<TypeConfig>> {
+        self.nodes.lock().unwrap().get(&id).cloned()
+    }
+}
+
+struct Conn {
+    target: u64,
+    router: Router,
+}
+
+fn unreachable<E: std::error::Error>(target: u64) -> RPCError<u64, BasicNode, E> {
+    RPCError::Unreachable(Unreachable::new(&std::io::Error::other(format!(
+        "node {target} is down"
+    ))))
+}
+
+impl RaftNetworkFactory<TypeConfig> for Router {
+    type Network = Conn;
+
+    async fn new_client(&mut self, target: u64, _node: &BasicNode) -> Conn {
+        Conn {
+            target,
+            router: self.clone(),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Conn {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        let raft = self
+            .router
+            .get(self.target)
+            .ok_or_else(|| unreachable(self.target))?;
+        raft.append_entries(rpc)
+            .await
+            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        let raft = self
+            .router
+            .get(self.target)
+            .ok_or_else(|| unreachable(self.target))?;
+        raft.install_snapshot(rpc)
+            .await
+            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        let raft = self
+            .router
+            .get(self.target)
+            .ok_or_else(|| unreachable(self.target))?;
+        raft.vote(rpc)
+            .await
+            .map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+struct Cluster {
+    router: Router,
+    nodes: BTreeMap<u64, OrdererNode>,
+    dirs: BTreeMap<u64, PathBuf>,
+    _root: tempfile::TempDir,
+    org: TestOrg,
+    orderers: TestOrg,
+    genesis: Block,
+}
+
+fn raft_config() -> Arc<openraft::Config> {
+    let config = openraft::Config {
+        cluster_name: "market".into(),
+        heartbeat_interval: 50,
+        election_timeout_min: 200,
+        election_timeout_max: 400,
+        ..Default::default()
+    };
+    Arc::new(config.validate().unwrap())
+}
+
+/// Opens sled, waiting (boundedly) for a node that just stopped to release its lock.
+async fn open_db(dir: &Path) -> sled::Db {
+    for _ in 0..500 {
+        match sled::Config::new().path(dir).open() {
+            Ok(db) => return db,
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+    panic!("{} stayed locked", dir.display());
+}
+
+impl Cluster {
+    async fn start_node(&mut self, id: u64) {
+        let db = open_db(&self.dirs[&id]).await;
+        let ledger = Ledger::open(&db, &self.genesis).unwrap();
+        let raft = Raft::new(
+            id,
+            raft_config(),
+            self.router.clone(),
+            LogStore::open(&db).unwrap(),
+            StateMachine::new(ledger.clone()),
+        )
+        .await
+        .unwrap();
+        self.router.nodes.lock().unwrap().insert(id, raft.clone());
+        let checker = BroadcastChecker::new(
+            CHANNEL,
+            Arc::new(MspManager::new([self.org.msp()])),
+            OrgPolicies::defaults(&["Org1MSP"]),
+            "ANY Writers".parse().unwrap(),
+            16 << 10,
+        );
+        let signer: Arc<dyn Signer> = Arc::new(self.orderers.member(
+            &format!("orderer{id}"),
+            Role::Orderer,
+            KeyAlgorithm::EcdsaP256,
+        ));
+        let batch = BatchConfig {
+            max_message_count: 10,
+            batch_timeout: Duration::from_millis(20),
+            ..BatchConfig::default()
+        };
+        let node = OrdererNode::new(id, raft, ledger, checker, batch, signer);
+        self.nodes.insert(id, node);
+    }
+
+    async fn stop_node(&mut self, id: u64) {
+        self.router.nodes.lock().unwrap().remove(&id);
+        if let Some(node) = self.nodes.remove(&id) {
+            node.raft().shutdown().await.unwrap();
+        }
+    }
+
+    async fn leader(&self, not: Option<u64>) -> u64 {
+        let any = self.nodes.values().next().unwrap();
+        let m = any
+            .raft()
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(
+                |m| {
+                    m.current_leader
+                        .is_some_and(|l| Some(l) != not && self.nodes.contains_key(&l))
+                },
+                "a leader",
+            )
+            .await
+            .unwrap();
+        m.current_leader.unwrap()
+    }
+
+    /// Waits until every running node's chain is `height` blocks high.
+    async fn settled(&self, height: u64) {
+        for node in self.nodes.values() {
+            let mut h = node.ledger().watch_height();
+            tokio::time::timeout(Duration::from_secs(10), h.wait_for(|h| *h >= height))
+                .await
+                .unwrap_or_else(|_| panic!("a node stayed below height {height}"))
+                .unwrap();
+        }
+    }
+
+    fn chains(&self) -> Vec<Vec<Vec<u8>>> {
+        self.nodes
+            .values()
+            .map(|n| {
+                (0..n.ledger().height())
+                    .map(|b| n.ledger().block(b).unwrap().unwrap())
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_node_cluster_orders_survives_its_leader_and_catches_up() {
+    let root = tempfile::tempdir().unwrap();
+    let n = net();
+    let mut cluster = Cluster {
+        router: Router::default(),
+        nodes: BTreeMap::new(),
+        dirs: (1..=3)
+            .map(|i| (i, root.path().join(format!("node{i}"))))
+            .collect(),
+        _root: root,
+        org: TestOrg::new("Org1MSP"),
+        orderers: TestOrg::new("OrdererMSP"),
+        genesis: new_block(0, Vec::new(), vec![b"genesis configuration".to_vec()]),
+    };
+    // The envelopes are checked against the cluster's MSP: issue the client from it.
+    let client = cluster
+        .org
+        .member("alice", Role::Client, KeyAlgorithm::Ed25519);
+    for id in 1..=3 {
+        cluster.start_node(id).await;
+    }
+    let members: BTreeMap<u64, BasicNode> = (1..=3)
+        .map(|i| (i, BasicNode::new(format!("node{i}"))))
+        .collect();
+    cluster.nodes[&1].raft().initialize(members).await.unwrap();
+    let leader = cluster.leader(None).await;
+
+    let envelope =
+        |i: u32| tx_with_nonce(&n, &client, CHANNEL, 8, &i.to_be_bytes().repeat(6)).encode_to_vec();
+    let mut sent = Vec::new();
+    // Broadcast 25 envelopes at once to the leader: each is acknowledged with its block.
+    let acks = futures_join(
+        &cluster.nodes[&leader],
+        (0..25).map(envelope).collect(),
+        &mut sent,
+    )
+    .await;
+    assert!(acks.iter().all(|a| *a >= 1), "{acks:?}");
+    // A follower refuses and names the leader.
+    let follower = *cluster.nodes.keys().find(|id| **id != leader).unwrap();
+    let r = cluster.nodes[&follower]
+        .broadcast(envelope(99))
+        .await
+        .unwrap_err();
+    assert_eq!(r.status, Status::ServiceUnavailable);
+    assert!(
+        r.message.contains(&format!("node {leader} is")),
+        "{}",
+        r.message
+    );
+
+    let height = cluster.nodes[&leader].ledger().height();
+    cluster.settled(height).await;
+    let chains = cluster.chains();
+    assert!(
+        chains.windows(2).all(|w| w[0] == w[1]),
+        "the nodes' chains differ"
+    );
+
+    // The leader goes away; the others elect a new one and go on ordering.
+    cluster.stop_node(leader).await;
+    let new_leader = cluster.leader(Some(leader)).await;
+    assert_ne!(new_leader, leader);
+    let acks = futures_join(
+        &cluster.nodes[&new_leader],
+        (100..110).map(envelope).collect(),
+        &mut sent,
+    )
+    .await;
+    assert!(acks.iter().all(|a| *a >= height), "{acks:?}");
+
+    // The old leader restarts from its files and catches up.
+    cluster.start_node(leader).await;
+    let height = cluster.nodes[&new_leader].ledger().height();
+    cluster.settled(height).await;
+    let chains = cluster.chains();
+    assert_eq!(chains.len(), 3);
+    assert!(
+        chains.windows(2).all(|w| w[0] == w[1]),
+        "the nodes' chains differ after the restart"
+    );
+
+    // Every acknowledged envelope is in the chain exactly once.
+    let mut seen = BTreeSet::new();
+    for block in &chains[0][1..] {
+        let block = Block::decode(block.as_slice()).unwrap();
+        for env in block.data.unwrap().data {
+            assert!(seen.insert(env), "an envelope is in the chain twice");
+        }
+    }
+    for env in &sent {
+        assert!(seen.contains(env), "an acknowledged envelope is missing");
+    }
+    assert_eq!(seen.len(), sent.len());
+}
+
+/// Broadcasts all `envelopes` concurrently to `node`; returns the block numbers acknowledged and
+/// records the envelopes as sent.
+async fn futures_join(
+    node: &OrdererNode,
+    envelopes: Vec<Vec<u8>>,
+    sent: &mut Vec<Vec<u8>>,
+) -> Vec<u64> {
+    let calls = envelopes.iter().map(|e| node.broadcast(e.clone()));
+    let mut out = Vec::new();
+    for r in futures::future::join_all(calls).await {
+        out.push(r.unwrap_or_else(|r| panic!("refused: {r}")));
+    }
+    sent.extend(envelopes);
+    out
+}
