@@ -19,6 +19,7 @@ const FILES: &[&str] = &[
     "mercato/ca.proto",
     "mercato/lifecycle.proto",
     "mercato/channel.proto",
+    "mercato/raft.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

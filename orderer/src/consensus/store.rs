@@ -87,7 +87,7 @@ struct EntryHead {
     membership: Option<openraft::Membership<NodeId, BasicNode>>,
 }
 
-fn encode_entry(e: &Entry<TypeConfig>) -> StorageResult<Vec<u8>> {
+pub(crate) fn encode_entry(e: &Entry<TypeConfig>) -> StorageResult<Vec<u8>> {
     let (kind, membership, block): (u8, _, &[u8]) = match &e.payload {
         EntryPayload::Blank => (0, None, &[]),
         EntryPayload::Normal(p) => (1, None, &p.block),
@@ -106,7 +106,7 @@ fn encode_entry(e: &Entry<TypeConfig>) -> StorageResult<Vec<u8>> {
     Ok(out)
 }
 
-fn decode_entry(bytes: &[u8]) -> StorageResult<Entry<TypeConfig>> {
+pub(crate) fn decode_entry(bytes: &[u8]) -> StorageResult<Entry<TypeConfig>> {
     let corrupt = |why: &str| io_read(format!("a stored log entry is corrupt: {why}"));
     let len = bytes
         .get(..4)

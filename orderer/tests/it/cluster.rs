@@ -1,7 +1,8 @@
-//! A 3-node ordering cluster in one process (Raft messages go through an in-memory router that
-//! can take a node away): envelopes broadcast to the leader are acknowledged once committed, and
-//! every node holds the same chain; when the leader is lost a new one is elected and ordering
-//! goes on; the old leader, restarted from its files, catches up.
+//! A 3-node ordering cluster in one process, its Raft messages going either through an
+//! in-memory router or over real gRPC with mutual TLS on 127.0.0.1: envelopes broadcast to the
+//! leader are acknowledged once committed, and every node holds the same chain; when the leader
+//! is lost a new one is elected and ordering goes on; the old leader, restarted from its files,
+//! catches up.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -111,8 +112,74 @@ impl RaftNetwork<TypeConfig> for Conn {
     }
 }
 
+/// How the consenters reach each other.
+enum Transport {
+    Local(Router),
+    Tls(Tls),
+}
+
+/// A TLS root valid now (TLS checks the wall clock) and each node's certificate, key and port.
+struct Tls {
+    root_pem: String,
+    nodes: BTreeMap<u64, (String, String, Vec<u8>, std::net::SocketAddr)>,
+    stops: BTreeMap<u64, tokio::sync::oneshot::Sender<()>>,
+}
+
+fn tls(ids: &[u64]) -> Tls {
+    use mercato_ca::authority::{Authority, SubjectKey, TlsRequest, Validity};
+    use mercato_ca::crypto::to_pem;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let root = Authority::new_root(
+        "tlsca.orderer",
+        "Orderer",
+        Validity::days_from(now - 86_400, 30),
+    )
+    .unwrap();
+    let nodes = ids
+        .iter()
+        .map(|&id| {
+            let (key, pkcs8) = mercato_ca::SigningKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+            let der = root
+                .issue_tls(&TlsRequest {
+                    common_name: format!("orderer{id}"),
+                    role: Some(Role::Orderer),
+                    key: SubjectKey {
+                        algorithm: KeyAlgorithm::EcdsaP256,
+                        bytes: key.public_key_bytes().to_vec(),
+                    },
+                    validity: Validity::days_from(now - 3_600, 7),
+                    serial: vec![0x40, id as u8],
+                    hosts: vec!["127.0.0.1".into()],
+                })
+                .unwrap();
+            // A free port, taken again when the node starts.
+            let addr = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap();
+            (
+                id,
+                (
+                    to_pem("CERTIFICATE", &der),
+                    to_pem("PRIVATE KEY", &pkcs8),
+                    der,
+                    addr,
+                ),
+            )
+        })
+        .collect();
+    Tls {
+        root_pem: to_pem("CERTIFICATE", root.certificate_der()),
+        nodes,
+        stops: BTreeMap::new(),
+    }
+}
+
 struct Cluster {
-    router: Router,
+    transport: Transport,
     nodes: BTreeMap<u64, OrdererNode>,
     dirs: BTreeMap<u64, PathBuf>,
     _root: tempfile::TempDir,
@@ -147,16 +214,64 @@ impl Cluster {
     async fn start_node(&mut self, id: u64) {
         let db = open_db(&self.dirs[&id]).await;
         let ledger = Ledger::open(&db, &self.genesis).unwrap();
-        let raft = Raft::new(
-            id,
-            raft_config(),
-            self.router.clone(),
-            LogStore::open(&db).unwrap(),
-            StateMachine::new(ledger.clone()),
-        )
-        .await
-        .unwrap();
-        self.router.nodes.lock().unwrap().insert(id, raft.clone());
+        let log = LogStore::open(&db).unwrap();
+        let sm = StateMachine::new(ledger.clone());
+        let raft = match &mut self.transport {
+            Transport::Local(router) => {
+                let raft = Raft::new(id, raft_config(), router.clone(), log, sm)
+                    .await
+                    .unwrap();
+                router.nodes.lock().unwrap().insert(id, raft.clone());
+                raft
+            }
+            Transport::Tls(tls) => {
+                use mercato_orderer::consensus::{GrpcNetwork, RaftTransportService};
+                use mercato_proto::pb::mercato::raft_transport_server::RaftTransportServer;
+                use tonic::transport::{
+                    Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig,
+                };
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let (cert, key, _, addr) = tls.nodes[&id].clone();
+                let client_tls = ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(&tls.root_pem))
+                    .identity(Identity::from_pem(&cert, &key));
+                let network = GrpcNetwork::new(CHANNEL, client_tls);
+                let raft = Raft::new(id, raft_config(), network, log, sm)
+                    .await
+                    .unwrap();
+                let consenters = tls.nodes.values().map(|n| n.2.clone()).collect();
+                let service = RaftTransportServer::new(RaftTransportService::new(
+                    CHANNEL,
+                    raft.clone(),
+                    consenters,
+                ));
+                let server_tls = ServerTlsConfig::new()
+                    .identity(Identity::from_pem(&cert, &key))
+                    .client_ca_root(Certificate::from_pem(&tls.root_pem));
+                let listener = loop {
+                    // The port of a node that just stopped may take a moment to be free again.
+                    match tokio::net::TcpListener::bind(addr).await {
+                        Ok(l) => break l,
+                        Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                    }
+                };
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                tls.stops.insert(id, stop);
+                tokio::spawn(
+                    Server::builder()
+                        .tls_config(server_tls)
+                        .unwrap()
+                        .add_service(service)
+                        .serve_with_incoming_shutdown(
+                            tonic::transport::server::TcpIncoming::from(listener),
+                            async {
+                                let _ = stopped.await;
+                            },
+                        ),
+                );
+                raft
+            }
+        };
         let checker = BroadcastChecker::new(
             CHANNEL,
             Arc::new(MspManager::new([self.org.msp()])),
@@ -179,7 +294,16 @@ impl Cluster {
     }
 
     async fn stop_node(&mut self, id: u64) {
-        self.router.nodes.lock().unwrap().remove(&id);
+        match &mut self.transport {
+            Transport::Local(router) => {
+                router.nodes.lock().unwrap().remove(&id);
+            }
+            Transport::Tls(tls) => {
+                if let Some(stop) = tls.stops.remove(&id) {
+                    let _ = stop.send(());
+                }
+            }
+        }
         if let Some(node) = self.nodes.remove(&id) {
             node.raft().shutdown().await.unwrap();
         }
@@ -227,10 +351,23 @@ impl Cluster {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_three_node_cluster_orders_survives_its_leader_and_catches_up() {
+    scenario(Transport::Local(Router::default())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_over_grpc_with_mutual_tls() {
+    scenario(Transport::Tls(tls(&[1, 2, 3]))).await;
+}
+
+async fn scenario(transport: Transport) {
     let root = tempfile::tempdir().unwrap();
     let n = net();
+    let peers: Vec<(u64, String)> = match &transport {
+        Transport::Local(_) => (1..=3).map(|i| (i, format!("node{i}"))).collect(),
+        Transport::Tls(t) => t.nodes.iter().map(|(i, n)| (*i, n.3.to_string())).collect(),
+    };
     let mut cluster = Cluster {
-        router: Router::default(),
+        transport,
         nodes: BTreeMap::new(),
         dirs: (1..=3)
             .map(|i| (i, root.path().join(format!("node{i}"))))
@@ -247,8 +384,9 @@ async fn a_three_node_cluster_orders_survives_its_leader_and_catches_up() {
     for id in 1..=3 {
         cluster.start_node(id).await;
     }
-    let members: BTreeMap<u64, BasicNode> = (1..=3)
-        .map(|i| (i, BasicNode::new(format!("node{i}"))))
+    let members: BTreeMap<u64, BasicNode> = peers
+        .into_iter()
+        .map(|(i, addr)| (i, BasicNode::new(addr)))
         .collect();
     cluster.nodes[&1].raft().initialize(members).await.unwrap();
     let leader = cluster.leader(None).await;
