@@ -12,8 +12,9 @@
 //!
 //! The Raft storage ([`consensus::store`]: the log, and a state machine whose state is the chain
 //! in [`ledger`]) passes openraft's own storage suite, and [`node`] drives cutting and
-//! replication (tested as an in-process cluster). The Raft network over gRPC and mutual TLS,
-//! forwarding to the leader, Deliver and the `mercato-orderer` binary are not built yet.
+//! replication (tested as an in-process cluster). Raft travels over gRPC with mutual TLS
+//! ([`consensus::transport`]), and [`service`] serves Broadcast (forwarding to the leader) and
+//! Deliver. The `mercato-orderer` binary is not built yet.
 //!
 //! # Layout
 //! - [`blockcutter`]: [`BatchConfig`], [`blockcutter::BlockCutter`], [`blockcutter::Batcher`].
@@ -22,6 +23,7 @@
 //! - [`consensus`]: openraft's log storage and state machine over the chain.
 //! - [`node`]: [`node::OrdererNode`]: checks, the leader's batching and cutting, replication,
 //!   acknowledgement after commit.
+//! - [`service`]: `orderer.AtomicBroadcast` (Broadcast with forwarding to the leader, Deliver).
 //! - [`error`]: [`Error`] and [`Result`].
 
 pub mod blockcutter;
@@ -30,6 +32,7 @@ pub mod consensus;
 pub mod error;
 pub mod ledger;
 pub mod node;
+pub mod service;
 
 pub use blockcutter::BatchConfig;
 pub use error::{Error, Result};

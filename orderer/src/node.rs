@@ -87,6 +87,30 @@ impl OrdererNode {
         &self.ledger
     }
 
+    /// The current leader and the address its Raft node is known by (where its orderer serves),
+    /// if one is elected and it is not this node.
+    pub fn other_leader(&self) -> Option<(u64, String)> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let leader = m.current_leader.filter(|l| *l != self.id)?;
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())?;
+        Some((leader, addr))
+    }
+
+    /// The node's Raft id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Checks one envelope without ordering it.
+    pub fn check(&self, envelope: &[u8]) -> Result<(), Refusal> {
+        self.checker.check(envelope).map(|_| ())
+    }
+
     /// Checks and orders one envelope; answers the number of the committed block that holds it.
     pub async fn broadcast(&self, envelope: Vec<u8>) -> Result<u64, Refusal> {
         let checker = Arc::clone(&self.checker);

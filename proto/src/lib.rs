@@ -22,12 +22,14 @@
 //! - [`transaction`]: assemble, sign and parse an endorsed transaction envelope.
 //! - [`block`]: build and parse blocks, their metadata and the bytes the orderer signs.
 //! - [`config`]: the genesis block and the channel configuration it carries.
+//! - [`deliver`]: seek requests resolved to block ranges.
 //! - [`validation`]: [`ValidationCode`], Fabric's codes and Mercato's own.
 //! - [`limits`]: size limits on everything decoded.
 //! - [`error`]: [`ParseError`] and [`BuildError`].
 
 pub mod block;
 pub mod config;
+pub mod deliver;
 pub mod error;
 pub mod hash;
 pub mod identity;

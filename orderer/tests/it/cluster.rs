@@ -180,7 +180,7 @@ fn tls(ids: &[u64]) -> Tls {
 
 struct Cluster {
     transport: Transport,
-    nodes: BTreeMap<u64, OrdererNode>,
+    nodes: BTreeMap<u64, Arc<OrdererNode>>,
     dirs: BTreeMap<u64, PathBuf>,
     _root: tempfile::TempDir,
     org: TestOrg,
@@ -212,11 +212,16 @@ async fn open_db(dir: &Path) -> sled::Db {
 
 impl Cluster {
     async fn start_node(&mut self, id: u64) {
+        use mercato_orderer::consensus::{GrpcNetwork, RaftTransportService};
+        use mercato_orderer::service::{AtomicBroadcastService, ReadPolicy};
+        use mercato_proto::pb::mercato::raft_transport_server::RaftTransportServer;
+        use mercato_proto::pb::orderer::atomic_broadcast_server::AtomicBroadcastServer;
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig};
         let db = open_db(&self.dirs[&id]).await;
         let ledger = Ledger::open(&db, &self.genesis).unwrap();
         let log = LogStore::open(&db).unwrap();
         let sm = StateMachine::new(ledger.clone());
-        let raft = match &mut self.transport {
+        let raft = match &self.transport {
             Transport::Local(router) => {
                 let raft = Raft::new(id, raft_config(), router.clone(), log, sm)
                     .await
@@ -225,56 +230,21 @@ impl Cluster {
                 raft
             }
             Transport::Tls(tls) => {
-                use mercato_orderer::consensus::{GrpcNetwork, RaftTransportService};
-                use mercato_proto::pb::mercato::raft_transport_server::RaftTransportServer;
-                use tonic::transport::{
-                    Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig,
-                };
                 let _ = rustls::crypto::ring::default_provider().install_default();
-                let (cert, key, _, addr) = tls.nodes[&id].clone();
+                let (cert, key, _, _) = &tls.nodes[&id];
                 let client_tls = ClientTlsConfig::new()
                     .ca_certificate(Certificate::from_pem(&tls.root_pem))
-                    .identity(Identity::from_pem(&cert, &key));
+                    .identity(Identity::from_pem(cert, key));
                 let network = GrpcNetwork::new(CHANNEL, client_tls);
-                let raft = Raft::new(id, raft_config(), network, log, sm)
+                Raft::new(id, raft_config(), network, log, sm)
                     .await
-                    .unwrap();
-                let consenters = tls.nodes.values().map(|n| n.2.clone()).collect();
-                let service = RaftTransportServer::new(RaftTransportService::new(
-                    CHANNEL,
-                    raft.clone(),
-                    consenters,
-                ));
-                let server_tls = ServerTlsConfig::new()
-                    .identity(Identity::from_pem(&cert, &key))
-                    .client_ca_root(Certificate::from_pem(&tls.root_pem));
-                let listener = loop {
-                    // The port of a node that just stopped may take a moment to be free again.
-                    match tokio::net::TcpListener::bind(addr).await {
-                        Ok(l) => break l,
-                        Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-                    }
-                };
-                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-                tls.stops.insert(id, stop);
-                tokio::spawn(
-                    Server::builder()
-                        .tls_config(server_tls)
-                        .unwrap()
-                        .add_service(service)
-                        .serve_with_incoming_shutdown(
-                            tonic::transport::server::TcpIncoming::from(listener),
-                            async {
-                                let _ = stopped.await;
-                            },
-                        ),
-                );
-                raft
+                    .unwrap()
             }
         };
+        let msps = Arc::new(MspManager::new([self.org.msp()]));
         let checker = BroadcastChecker::new(
             CHANNEL,
-            Arc::new(MspManager::new([self.org.msp()])),
+            Arc::clone(&msps),
             OrgPolicies::defaults(&["Org1MSP"]),
             "ANY Writers".parse().unwrap(),
             16 << 10,
@@ -289,7 +259,60 @@ impl Cluster {
             batch_timeout: Duration::from_millis(20),
             ..BatchConfig::default()
         };
-        let node = OrdererNode::new(id, raft, ledger, checker, batch, signer);
+        let node = Arc::new(OrdererNode::new(
+            id,
+            raft.clone(),
+            ledger,
+            checker,
+            batch,
+            signer,
+        ));
+        if let Transport::Tls(tls) = &mut self.transport {
+            let (cert, key, _, addr) = tls.nodes[&id].clone();
+            let consenters = tls.nodes.values().map(|n| n.2.clone()).collect();
+            let raft_service =
+                RaftTransportServer::new(RaftTransportService::new(CHANNEL, raft, consenters));
+            let read = ReadPolicy {
+                channel_id: CHANNEL.into(),
+                msps,
+                org_policies: OrgPolicies::defaults(&["Org1MSP"]),
+                readers: "ANY Readers".parse().unwrap(),
+            };
+            let forward =
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.root_pem));
+            let broadcast = AtomicBroadcastServer::new(AtomicBroadcastService::new(
+                Arc::clone(&node),
+                read,
+                forward,
+            ));
+            // Clients need no certificate on this port; the Raft service demands one.
+            let server_tls = ServerTlsConfig::new()
+                .identity(Identity::from_pem(&cert, &key))
+                .client_ca_root(Certificate::from_pem(&tls.root_pem))
+                .client_auth_optional(true);
+            let listener = loop {
+                // The port of a node that just stopped may take a moment to be free again.
+                match tokio::net::TcpListener::bind(addr).await {
+                    Ok(l) => break l,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            };
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            tls.stops.insert(id, stop);
+            tokio::spawn(
+                Server::builder()
+                    .tls_config(server_tls)
+                    .unwrap()
+                    .add_service(raft_service)
+                    .add_service(broadcast)
+                    .serve_with_incoming_shutdown(
+                        tonic::transport::server::TcpIncoming::from(listener),
+                        async {
+                            let _ = stopped.await;
+                        },
+                    ),
+            );
+        }
         self.nodes.insert(id, node);
     }
 
@@ -359,9 +382,9 @@ async fn the_same_over_grpc_with_mutual_tls() {
     scenario(Transport::Tls(tls(&[1, 2, 3]))).await;
 }
 
-async fn scenario(transport: Transport) {
+/// Starts a 3-node cluster over `transport` and waits for its first leader.
+async fn started(transport: Transport) -> (Cluster, u64) {
     let root = tempfile::tempdir().unwrap();
-    let n = net();
     let peers: Vec<(u64, String)> = match &transport {
         Transport::Local(_) => (1..=3).map(|i| (i, format!("node{i}"))).collect(),
         Transport::Tls(t) => t.nodes.iter().map(|(i, n)| (*i, n.3.to_string())).collect(),
@@ -377,10 +400,6 @@ async fn scenario(transport: Transport) {
         orderers: TestOrg::new("OrdererMSP"),
         genesis: new_block(0, Vec::new(), vec![b"genesis configuration".to_vec()]),
     };
-    // The envelopes are checked against the cluster's MSP: issue the client from it.
-    let client = cluster
-        .org
-        .member("alice", Role::Client, KeyAlgorithm::Ed25519);
     for id in 1..=3 {
         cluster.start_node(id).await;
     }
@@ -390,6 +409,16 @@ async fn scenario(transport: Transport) {
         .collect();
     cluster.nodes[&1].raft().initialize(members).await.unwrap();
     let leader = cluster.leader(None).await;
+    (cluster, leader)
+}
+
+async fn scenario(transport: Transport) {
+    let n = net();
+    let (mut cluster, leader) = started(transport).await;
+    // The envelopes are checked against the cluster's MSP: issue the client from it.
+    let client = cluster
+        .org
+        .member("alice", Role::Client, KeyAlgorithm::Ed25519);
 
     let envelope =
         |i: u32| tx_with_nonce(&n, &client, CHANNEL, 8, &i.to_be_bytes().repeat(6)).encode_to_vec();
@@ -474,4 +503,114 @@ async fn futures_join(
     }
     sent.extend(envelopes);
     out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_broadcast_to_any_node_and_deliver_blocks_over_tls() {
+    use mercato_proto::pb::common::{ChannelHeader, Header, HeaderType, SignatureHeader};
+    use mercato_proto::pb::orderer::atomic_broadcast_client::AtomicBroadcastClient;
+    use mercato_proto::pb::orderer::deliver_response::Type as Reply;
+    use mercato_proto::pb::orderer::seek_position::Type as Seek;
+    use mercato_proto::pb::orderer::{SeekInfo, SeekOldest, SeekPosition, SeekSpecified};
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+
+    let n = net();
+    let transport = Transport::Tls(tls(&[1, 2, 3]));
+    let (cluster, leader) = started(transport).await;
+    let client = cluster
+        .org
+        .member("alice", Role::Client, KeyAlgorithm::Ed25519);
+    let Transport::Tls(t) = &cluster.transport else {
+        unreachable!()
+    };
+    let follower = *cluster.nodes.keys().find(|id| **id != leader).unwrap();
+    // A client with no TLS certificate of its own, at a follower.
+    let channel = Endpoint::from_shared(format!("https://{}", t.nodes[&follower].3))
+        .unwrap()
+        .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&t.root_pem)))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut ab = AtomicBroadcastClient::new(channel);
+
+    // Five envelopes on one stream: forwarded to the leader, each answered SUCCESS in order.
+    let envelopes: Vec<_> = (0..5u32)
+        .map(|i| tx_with_nonce(&n, &client, CHANNEL, 8, &i.to_be_bytes().repeat(6)))
+        .collect();
+    let mut garbage = envelopes[0].clone();
+    garbage.signature = b"not a signature".to_vec();
+    let mut requests = envelopes.clone();
+    requests.push(garbage);
+    let mut answers = ab
+        .broadcast(futures::stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    for i in 0..5 {
+        let r = answers.message().await.unwrap().unwrap();
+        assert_eq!(r.status, Status::Success as i32, "envelope {i}: {}", r.info);
+    }
+    // A forged signature is refused where it arrives, with its reason.
+    let r = answers.message().await.unwrap().unwrap();
+    assert_eq!(r.status, Status::Forbidden as i32, "{}", r.info);
+    assert!(r.info.contains("signature"), "{}", r.info);
+
+    // Deliver from the follower: every block from the oldest to the leader's newest.
+    let height = cluster.nodes[&leader].ledger().height();
+    cluster.settled(height).await;
+    let header = Header {
+        channel_header: ChannelHeader {
+            r#type: HeaderType::DeliverSeekInfo as i32,
+            channel_id: CHANNEL.into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        signature_header: SignatureHeader {
+            creator: client.creator().to_vec(),
+            nonce: b"deliver nonce".to_vec(),
+        }
+        .encode_to_vec(),
+    };
+    let info = SeekInfo {
+        start: Some(SeekPosition {
+            r#type: Some(Seek::Oldest(SeekOldest {})),
+        }),
+        stop: Some(SeekPosition {
+            r#type: Some(Seek::Specified(SeekSpecified { number: height - 1 })),
+        }),
+        ..Default::default()
+    };
+    let seek =
+        mercato_proto::transaction::new_signed_envelope(header, info.encode_to_vec(), &client)
+            .unwrap();
+    let mut blocks = ab
+        .deliver(futures::stream::iter([seek]))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut delivered = Vec::new();
+    loop {
+        match blocks.message().await.unwrap().unwrap().r#type.unwrap() {
+            Reply::Block(b) => delivered.push(b.encode_to_vec()),
+            Reply::Status(s) => {
+                assert_eq!(s, Status::Success as i32);
+                break;
+            }
+        }
+    }
+    let chain: Vec<Vec<u8>> = (0..height)
+        .map(|b| cluster.nodes[&follower].ledger().block(b).unwrap().unwrap())
+        .collect();
+    assert_eq!(delivered, chain);
+    let all: BTreeSet<Vec<u8>> = chain[1..]
+        .iter()
+        .flat_map(|b| Block::decode(b.as_slice()).unwrap().data.unwrap().data)
+        .collect();
+    for e in &envelopes {
+        assert!(
+            all.contains(&e.encode_to_vec()),
+            "an acknowledged envelope is missing"
+        );
+    }
 }

@@ -10,9 +10,8 @@ use mercato_proto::block::metadata_entry;
 use mercato_proto::pb::common::{
     Block, BlockMetadataIndex, Envelope, HeaderType, Status as FabricStatus,
 };
+use mercato_proto::pb::orderer::SeekInfo;
 use mercato_proto::pb::orderer::seek_info::SeekBehavior;
-use mercato_proto::pb::orderer::seek_position::Type as Seek;
-use mercato_proto::pb::orderer::{SeekInfo, SeekPosition};
 use mercato_proto::pb::protos::deliver_response::Type as Reply;
 use mercato_proto::pb::protos::deliver_server::Deliver as DeliverApi;
 use mercato_proto::pb::protos::filtered_transaction::Data as FilteredData;
@@ -156,30 +155,14 @@ async fn seek(
     })
     .await
     .map_err(|s| (FabricStatus::InternalServerError, s.message().to_owned()))??;
-    let height = channel.committer.height();
-    let newest = height.saturating_sub(1);
-    let position =
-        |p: &Option<SeekPosition>, what: &str| match p.as_ref().and_then(|p| p.r#type.as_ref()) {
-            Some(Seek::Oldest(_)) => Ok(0),
-            Some(Seek::Newest(_)) => Ok(newest),
-            Some(Seek::Specified(s)) => Ok(s.number),
-            Some(Seek::NextCommit(_)) => Ok(height),
-            None => Err((
-                FabricStatus::BadRequest,
-                format!("SeekInfo.{what} is missing"),
-            )),
-        };
-    let start = position(&checked.start, "start")?;
-    let stop = position(&checked.stop, "stop")?;
-    if start > stop {
-        return Err((
-            FabricStatus::BadRequest,
-            format!("start {start} is after stop {stop}"),
-        ));
-    }
-    let behavior =
-        SeekBehavior::try_from(checked.behavior).unwrap_or(SeekBehavior::BlockUntilReady);
-    Ok((start, stop, behavior))
+    let range = mercato_proto::deliver::resolve_seek(&checked, channel.committer.height())
+        .map_err(|e| (FabricStatus::BadRequest, e))?;
+    let behavior = if range.wait {
+        SeekBehavior::BlockUntilReady
+    } else {
+        SeekBehavior::FailIfNotReady
+    };
+    Ok((range.start, range.stop, behavior))
 }
 
 /// Sends blocks `start..=stop`, waiting for blocks not yet committed unless told to fail.
