@@ -188,12 +188,16 @@ struct Cluster {
     genesis: Block,
 }
 
+/// Raft's settings: quick elections for tests, and a snapshot every 8 entries with the log
+/// purged behind it, so that a node that was away is brought back by a snapshot.
 fn raft_config() -> Arc<openraft::Config> {
     let config = openraft::Config {
         cluster_name: "market".into(),
         heartbeat_interval: 50,
         election_timeout_min: 200,
         election_timeout_max: 400,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(8),
+        max_in_snapshot_log_to_keep: 0,
         ..Default::default()
     };
     Arc::new(config.validate().unwrap())
@@ -409,6 +413,14 @@ async fn started(transport: Transport) -> (Cluster, u64) {
         .collect();
     cluster.nodes[&1].raft().initialize(members).await.unwrap();
     let leader = cluster.leader(None).await;
+    // Every node knows it, so a follower can forward at once.
+    for node in cluster.nodes.values() {
+        node.raft()
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(|m| m.current_leader == Some(leader), "the leader known")
+            .await
+            .unwrap();
+    }
     (cluster, leader)
 }
 
@@ -613,4 +625,44 @@ async fn clients_broadcast_to_any_node_and_deliver_blocks_over_tls() {
             "an acknowledged envelope is missing"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_behind_the_purged_log_is_brought_back_by_a_snapshot() {
+    let n = net();
+    let (mut cluster, leader) = started(Transport::Local(Router::default())).await;
+    let client = cluster
+        .org
+        .member("alice", Role::Client, KeyAlgorithm::Ed25519);
+    let away = *cluster.nodes.keys().find(|id| **id != leader).unwrap();
+    cluster.stop_node(away).await;
+    // One envelope at a time: a block each, well past the snapshot threshold.
+    for i in 0..30u32 {
+        let e = tx_with_nonce(&n, &client, CHANNEL, 8, &i.to_be_bytes().repeat(6));
+        cluster.nodes[&leader]
+            .broadcast(e.encode_to_vec())
+            .await
+            .unwrap();
+    }
+    // The leader has snapshotted and purged the entries the absent node lacks.
+    let m = cluster.nodes[&leader]
+        .raft()
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(|m| m.purged.is_some_and(|p| p.index > 8), "a purge")
+        .await
+        .unwrap();
+    assert!(m.snapshot.is_some());
+    cluster.start_node(away).await;
+    let height = cluster.nodes[&leader].ledger().height();
+    assert!(height >= 31);
+    cluster.settled(height).await;
+    let chains = cluster.chains();
+    assert!(chains.windows(2).all(|w| w[0] == w[1]), "the chains differ");
+    // It came back through a snapshot, not by replaying the purged entries.
+    cluster.nodes[&away]
+        .raft()
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(|m| m.snapshot.is_some(), "an installed snapshot")
+        .await
+        .unwrap();
 }
