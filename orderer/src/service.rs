@@ -14,6 +14,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 use mercato_ca::MspManager;
 use mercato_ca::policy::{OrgPolicies, Policy};
 use mercato_proto::Limits;
@@ -34,6 +36,8 @@ use crate::node::OrdererNode;
 
 /// How many responses a stream buffers before it waits for the client.
 const BUFFER: usize = 16;
+/// How many envelopes of one Broadcast stream are ordered at once.
+const PIPELINE: usize = 512;
 /// Marks a Broadcast forwarded by a follower.
 const FORWARDED: &str = "x-mercato-forwarded";
 
@@ -157,18 +161,29 @@ impl AtomicBroadcast for AtomicBroadcastService {
         let (tx, rx) = mpsc::channel(BUFFER);
         let service = Arc::clone(&self.0);
         tokio::spawn(async move {
+            // Envelopes of one stream are ordered concurrently (a client may send many before it
+            // reads an answer) and answered in the order they came, at most PIPELINE at a time.
+            let mut in_flight = FuturesOrdered::new();
+            let mut open = true;
             loop {
-                let envelope = match inbound.message().await {
-                    Ok(Some(e)) => e,
-                    Ok(None) => return,
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
-                };
-                let reply = order(&service, envelope, forwarded).await;
-                if tx.send(Ok(reply)).await.is_err() {
-                    return;
+                tokio::select! {
+                    next = inbound.message(), if open && in_flight.len() < PIPELINE => match next {
+                        Ok(Some(envelope)) => {
+                            let service = Arc::clone(&service);
+                            in_flight.push_back(async move { order(&service, envelope, forwarded).await });
+                        }
+                        Ok(None) => open = false,
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    },
+                    Some(reply) = in_flight.next(), if !in_flight.is_empty() => {
+                        if tx.send(Ok(reply)).await.is_err() {
+                            return;
+                        }
+                    },
+                    else => return,
                 }
             }
         });

@@ -33,7 +33,7 @@ use crate::broadcast::{CHANNEL, net, tx_with_nonce};
 
 /// Delivers Raft messages between the nodes of this process; a node not in it is unreachable.
 #[derive(Clone, Default)]
-struct Router {
+pub(crate) struct Router {
     nodes: Arc<Mutex<BTreeMap<u64, Raft<TypeConfig>>>>,
 }
 
@@ -43,7 +43,7 @@ impl Router {
     }
 }
 
-struct Conn {
+pub(crate) struct Conn {
     target: u64,
     router: Router,
 }
@@ -113,19 +113,19 @@ impl RaftNetwork<TypeConfig> for Conn {
 }
 
 /// How the consenters reach each other.
-enum Transport {
+pub(crate) enum Transport {
     Local(Router),
     Tls(Tls),
 }
 
 /// A TLS root valid now (TLS checks the wall clock) and each node's certificate, key and port.
-struct Tls {
-    root_pem: String,
-    nodes: BTreeMap<u64, (String, String, Vec<u8>, std::net::SocketAddr)>,
+pub(crate) struct Tls {
+    pub(crate) root_pem: String,
+    pub(crate) nodes: BTreeMap<u64, (String, String, Vec<u8>, std::net::SocketAddr)>,
     stops: BTreeMap<u64, tokio::sync::oneshot::Sender<()>>,
 }
 
-fn tls(ids: &[u64]) -> Tls {
+pub(crate) fn tls(ids: &[u64]) -> Tls {
     use mercato_ca::authority::{Authority, SubjectKey, TlsRequest, Validity};
     use mercato_ca::crypto::to_pem;
     let now = std::time::SystemTime::now()
@@ -178,14 +178,15 @@ fn tls(ids: &[u64]) -> Tls {
     }
 }
 
-struct Cluster {
-    transport: Transport,
-    nodes: BTreeMap<u64, Arc<OrdererNode>>,
+pub(crate) struct Cluster {
+    pub(crate) transport: Transport,
+    pub(crate) nodes: BTreeMap<u64, Arc<OrdererNode>>,
     dirs: BTreeMap<u64, PathBuf>,
     _root: tempfile::TempDir,
-    org: TestOrg,
+    pub(crate) org: TestOrg,
     orderers: TestOrg,
     genesis: Block,
+    batch: BatchConfig,
 }
 
 /// Raft's settings: quick elections for tests, and a snapshot every 8 entries with the log
@@ -258,11 +259,7 @@ impl Cluster {
             Role::Orderer,
             KeyAlgorithm::EcdsaP256,
         ));
-        let batch = BatchConfig {
-            max_message_count: 10,
-            batch_timeout: Duration::from_millis(20),
-            ..BatchConfig::default()
-        };
+        let batch = self.batch;
         let node = Arc::new(OrdererNode::new(
             id,
             raft.clone(),
@@ -386,8 +383,19 @@ async fn the_same_over_grpc_with_mutual_tls() {
     scenario(Transport::Tls(tls(&[1, 2, 3]))).await;
 }
 
-/// Starts a 3-node cluster over `transport` and waits for its first leader.
+/// Starts a 3-node cluster over `transport` and waits for its first leader: blocks of at most 10
+/// envelopes, cut after 20 ms.
 async fn started(transport: Transport) -> (Cluster, u64) {
+    let batch = BatchConfig {
+        max_message_count: 10,
+        batch_timeout: Duration::from_millis(20),
+        ..BatchConfig::default()
+    };
+    started_with(transport, batch).await
+}
+
+/// The same with these batch settings.
+pub(crate) async fn started_with(transport: Transport, batch: BatchConfig) -> (Cluster, u64) {
     let root = tempfile::tempdir().unwrap();
     let peers: Vec<(u64, String)> = match &transport {
         Transport::Local(_) => (1..=3).map(|i| (i, format!("node{i}"))).collect(),
@@ -403,6 +411,7 @@ async fn started(transport: Transport) -> (Cluster, u64) {
         org: TestOrg::new("Org1MSP"),
         orderers: TestOrg::new("OrdererMSP"),
         genesis: new_block(0, Vec::new(), vec![b"genesis configuration".to_vec()]),
+        batch,
     };
     for id in 1..=3 {
         cluster.start_node(id).await;
