@@ -14,7 +14,8 @@
 //! in [`ledger`]) passes openraft's own storage suite, and [`node`] drives cutting and
 //! replication (tested as an in-process cluster). Raft travels over gRPC with mutual TLS
 //! ([`consensus::transport`]), and [`service`] serves Broadcast (forwarding to the leader) and
-//! Deliver. The `mercato-orderer` binary is not built yet.
+//! Deliver. [`run`] starts a node from its configuration and the channel's genesis block, and
+//! the `mercato-orderer` binary runs it.
 //!
 //! # Layout
 //! - [`blockcutter`]: [`BatchConfig`], [`blockcutter::BlockCutter`], [`blockcutter::Batcher`].
@@ -24,14 +25,19 @@
 //! - [`node`]: [`node::OrdererNode`]: checks, the leader's batching and cutting, replication,
 //!   acknowledgement after commit.
 //! - [`service`]: `orderer.AtomicBroadcast` (Broadcast with forwarding to the leader, Deliver).
+//! - [`config`]: the node's [`config::Config`] (TOML, `MERCATO_ORDERER_*` overrides).
+//! - [`run`]: starts a node from its configuration and the genesis block; `/healthz`, `/metrics`.
 //! - [`error`]: [`Error`] and [`Result`].
+//! - `bin/mercato-orderer.rs`: `mercato-orderer start --config FILE`.
 
 pub mod blockcutter;
 pub mod broadcast;
+pub mod config;
 pub mod consensus;
 pub mod error;
 pub mod ledger;
 pub mod node;
+pub mod run;
 pub mod service;
 
 pub use blockcutter::BatchConfig;

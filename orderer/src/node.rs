@@ -9,6 +9,7 @@
 //! names the leader (forwarding to it comes with the network layer).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mercato_proto::Signer;
@@ -29,13 +30,29 @@ const QUEUE: usize = 4096;
 /// What the batching task is sent: an envelope and where to acknowledge it.
 type Pending = (Vec<u8>, oneshot::Sender<Result<u64, Refusal>>);
 
+/// What the node has done, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct NodeMetrics {
+    /// Envelopes acknowledged with SUCCESS.
+    pub envelopes_ordered: AtomicU64,
+    /// Envelopes refused (checks, not the leader, not committed).
+    pub envelopes_refused: AtomicU64,
+    /// Blocks this node cut and had committed as the leader.
+    pub blocks_cut: AtomicU64,
+    /// Sum of broadcast-to-acknowledgement times, µs, of the ordered envelopes.
+    pub broadcast_micros: AtomicU64,
+}
+
 /// An ordering node of one channel.
 pub struct OrdererNode {
     id: u64,
+    metrics: Arc<NodeMetrics>,
     raft: Raft<TypeConfig>,
     ledger: Ledger,
     checker: Arc<BroadcastChecker>,
     queue: mpsc::Sender<Pending>,
+    stop: tokio::sync::watch::Sender<bool>,
+    batching: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for OrdererNode {
@@ -67,14 +84,41 @@ impl OrdererNode {
         signer: Arc<dyn Signer>,
     ) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(batching(raft.clone(), ledger.clone(), batch, signer, rx));
+        let metrics = Arc::new(NodeMetrics::default());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(batching(
+            raft.clone(),
+            ledger.clone(),
+            batch,
+            signer,
+            rx,
+            Arc::clone(&metrics),
+            stopped,
+        ));
         OrdererNode {
             id,
+            metrics,
+            stop,
+            batching: std::sync::Mutex::new(Some(task)),
             raft,
             ledger,
             checker: Arc::new(checker),
             queue,
         }
+    }
+
+    /// Stops cutting blocks (envelopes still waiting are refused) and shuts Raft down.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let task = self
+            .batching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        let _ = self.raft.shutdown().await;
     }
 
     /// The Raft instance.
@@ -106,6 +150,11 @@ impl OrdererNode {
         self.id
     }
 
+    /// What the node has done.
+    pub fn metrics(&self) -> &NodeMetrics {
+        &self.metrics
+    }
+
     /// Checks one envelope without ordering it.
     pub fn check(&self, envelope: &[u8]) -> Result<(), Refusal> {
         self.checker.check(envelope).map(|_| ())
@@ -113,6 +162,23 @@ impl OrdererNode {
 
     /// Checks and orders one envelope; answers the number of the committed block that holds it.
     pub async fn broadcast(&self, envelope: Vec<u8>) -> Result<u64, Refusal> {
+        let started = std::time::Instant::now();
+        let outcome = self.order(envelope).await;
+        let m = &self.metrics;
+        match &outcome {
+            Ok(_) => {
+                m.envelopes_ordered.fetch_add(1, Ordering::Relaxed);
+                let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                m.broadcast_micros.fetch_add(us, Ordering::Relaxed);
+            }
+            Err(_) => {
+                m.envelopes_refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        outcome
+    }
+
+    async fn order(&self, envelope: Vec<u8>) -> Result<u64, Refusal> {
         let checker = Arc::clone(&self.checker);
         let envelope =
             tokio::task::spawn_blocking(move || checker.check(&envelope).map(|_| envelope))
@@ -143,26 +209,26 @@ async fn batching(
     config: BatchConfig,
     signer: Arc<dyn Signer>,
     mut rx: mpsc::Receiver<Pending>,
+    metrics: Arc<NodeMetrics>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut batcher = Batcher::new(config);
     let mut waiting: Vec<oneshot::Sender<Result<u64, Refusal>>> = Vec::new();
     let mut timer: Option<(u64, tokio::time::Instant)> = None;
     loop {
-        let actions = match timer {
-            Some((generation, at)) => tokio::select! {
-                next = rx.recv() => match next {
-                    Some((env, ack)) => { waiting.push(ack); batcher.envelope(env) }
-                    None => return,
-                },
-                _ = tokio::time::sleep_until(at) => { timer = None; batcher.timer_fired(generation) }
-            },
-            None => match rx.recv().await {
-                Some((env, ack)) => {
-                    waiting.push(ack);
-                    batcher.envelope(env)
-                }
+        let deadline = timer.map(|(_, at)| at);
+        let actions = tokio::select! {
+            next = rx.recv() => match next {
+                Some((env, ack)) => { waiting.push(ack); batcher.envelope(env) }
                 None => return,
             },
+            _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => {
+                match timer.take() {
+                    Some((generation, _)) => batcher.timer_fired(generation),
+                    None => Vec::new(),
+                }
+            },
+            _ = stopped.wait_for(|s| *s) => return,
         };
         for action in actions {
             match action {
@@ -175,6 +241,9 @@ async fn batching(
                         .drain(..envelopes.len().min(waiting.len()))
                         .collect();
                     let outcome = order_block(&raft, &ledger, signer.as_ref(), envelopes).await;
+                    if outcome.is_ok() {
+                        metrics.blocks_cut.fetch_add(1, Ordering::Relaxed);
+                    }
                     for ack in acks {
                         let _ = ack.send(outcome.clone());
                     }

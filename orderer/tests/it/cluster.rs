@@ -329,7 +329,7 @@ impl Cluster {
             }
         }
         if let Some(node) = self.nodes.remove(&id) {
-            node.raft().shutdown().await.unwrap();
+            node.shutdown().await;
         }
     }
 

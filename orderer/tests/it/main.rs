@@ -4,4 +4,5 @@
 mod blockcutter;
 mod broadcast;
 mod cluster;
+mod run;
 mod store;
