@@ -254,39 +254,60 @@ async fn batching(
 }
 
 /// Cuts one block of `envelopes` after the applied chain, signs it, replicates it and waits for
-/// it to be applied.
+/// it to be applied. The leader first makes sure it has applied everything committed before its
+/// term, so it numbers the block after the real chain; should the block still be skipped (its
+/// envelopes then did not enter the chain), it is cut again.
 async fn order_block(
     raft: &Raft<TypeConfig>,
     ledger: &Ledger,
     signer: &dyn Signer,
     envelopes: Vec<Vec<u8>>,
 ) -> Result<u64, Refusal> {
-    let number = ledger.height();
-    let previous = ledger
-        .last_hash()
-        .map_err(|e| unavailable(format!("reading the chain: {e}")))?;
-    let mut block = new_block(number, previous.to_vec(), envelopes);
-    // The nonce only has to be unique per signer: the block number and the clock-free counter
-    // of the log do.
-    let nonce = [number.to_be_bytes(), [0u8; 8], [1u8; 8]].concat();
-    sign_block(&mut block, Vec::new(), signer, nonce)
-        .map_err(|e| unavailable(format!("signing block {number}: {e}")))?;
-    let proposal = BlockProposal {
-        block: block.encode_to_vec(),
-    };
-    match tokio::time::timeout(Duration::from_secs(30), raft.client_write(proposal)).await {
-        Err(_) => Err(unavailable(format!(
-            "block {number} was not committed within 30 s"
-        ))),
-        Ok(Err(e)) => Err(unavailable(format!(
-            "block {number} was not committed: {e}"
-        ))),
-        Ok(Ok(r)) => match r.data {
-            Applied::Appended { number } => Ok(number),
-            Applied::Skipped { reason } => Err(unavailable(format!(
-                "block {number} was superseded ({reason}); retry"
-            ))),
-            Applied::Nothing => Err(unavailable("the entry was not a block")),
-        },
+    // Applied an entry of the current term (the leader's first, blank one, at least): then every
+    // entry before it, of earlier leaders, is applied too.
+    raft.wait(Some(Duration::from_secs(10)))
+        .metrics(
+            |m| {
+                m.last_applied
+                    .is_some_and(|l| l.leader_id.term == m.current_term)
+            },
+            "the leader has applied its term's first entry",
+        )
+        .await
+        .map_err(|e| unavailable(format!("the chain is not caught up: {e}")))?;
+    let mut last = String::new();
+    for _ in 0..3 {
+        let number = ledger.height();
+        let previous = ledger
+            .last_hash()
+            .map_err(|e| unavailable(format!("reading the chain: {e}")))?;
+        let mut block = new_block(number, previous.to_vec(), envelopes.clone());
+        // The nonce only has to be unique per signer and block.
+        let nonce = [number.to_be_bytes(), [0u8; 8], [1u8; 8]].concat();
+        sign_block(&mut block, Vec::new(), signer, nonce)
+            .map_err(|e| unavailable(format!("signing block {number}: {e}")))?;
+        let proposal = BlockProposal {
+            block: block.encode_to_vec(),
+        };
+        match tokio::time::timeout(Duration::from_secs(30), raft.client_write(proposal)).await {
+            Err(_) => {
+                return Err(unavailable(format!(
+                    "block {number} was not committed within 30 s"
+                )));
+            }
+            Ok(Err(e)) => {
+                return Err(unavailable(format!(
+                    "block {number} was not committed: {e}"
+                )));
+            }
+            Ok(Ok(r)) => match r.data {
+                Applied::Appended { number } => return Ok(number),
+                Applied::Skipped { reason } => last = reason,
+                Applied::Nothing => return Err(unavailable("the entry was not a block")),
+            },
+        }
     }
+    Err(unavailable(format!(
+        "the block was superseded ({last}); retry"
+    )))
 }

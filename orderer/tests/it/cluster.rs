@@ -473,8 +473,33 @@ async fn scenario(transport: Transport) {
         "the nodes' chains differ"
     );
 
-    // The leader goes away; the others elect a new one and go on ordering.
+    // The leader goes away with 40 broadcasts in flight: some are acknowledged, the others fail;
+    // the others elect a new leader and go on ordering.
+    let node = Arc::clone(&cluster.nodes[&leader]);
+    let in_flight: Vec<_> = (200..240)
+        .map(envelope)
+        .map(|e| {
+            let node = Arc::clone(&node);
+            tokio::spawn(async move {
+                let r = node.broadcast(e.clone()).await;
+                (e, r)
+            })
+        })
+        .collect();
+    // Let the first of them reach a block before the leader stops.
+    let mut h = node.ledger().watch_height();
+    let _ = tokio::time::timeout(Duration::from_secs(5), h.wait_for(|x| *x > height)).await;
     cluster.stop_node(leader).await;
+    drop(node);
+    let mut lost = 0;
+    for task in in_flight {
+        let (e, r) = task.await.unwrap();
+        match r {
+            Ok(_) => sent.push(e),
+            Err(_) => lost += 1,
+        }
+    }
+    assert!(lost < 40 || sent.len() >= 25, "nothing was in flight");
     let new_leader = cluster.leader(Some(leader)).await;
     assert_ne!(new_leader, leader);
     let acks = futures_join(
@@ -507,7 +532,8 @@ async fn scenario(transport: Transport) {
     for env in &sent {
         assert!(seen.contains(env), "an acknowledged envelope is missing");
     }
-    assert_eq!(seen.len(), sent.len());
+    // Unacknowledged envelopes may or may not have made it; none is there twice.
+    assert!(seen.len() >= sent.len());
 }
 
 /// Broadcasts all `envelopes` concurrently to `node`; returns the block numbers acknowledged and
