@@ -22,7 +22,8 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 use crate::broadcast::{CHANNEL, net, tx_with_nonce};
 
 struct Files {
-    config: Config,
+    /// Each node's configuration, in id order.
+    configs: Vec<Config>,
     app: TestOrg,
     tls_root_pem: String,
 }
@@ -34,8 +35,9 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-/// Writes a one-consenter channel's files under `dir` and returns the node's configuration.
-fn files(dir: &Path) -> Files {
+/// Writes the files of a channel with `count` consenters under `dir` (`node{i}/`: genesis
+/// block, TLS certificate and key, MSP folder, `orderer.toml`) and returns their configurations.
+fn files_n(dir: &Path, count: u64) -> Files {
     let app = TestOrg::new("Org1MSP");
     let orderers = TestOrg::new("OrdererMSP");
     let tls_root = Authority::new_root(
@@ -44,25 +46,30 @@ fn files(dir: &Path) -> Files {
         Validity::days_from(now() - 86_400, 30),
     )
     .unwrap();
-    let (key, pkcs8) = SigningKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
-    let tls_der = tls_root
-        .issue_tls(&TlsRequest {
-            common_name: "orderer1".into(),
-            role: Some(Role::Orderer),
-            key: SubjectKey {
-                algorithm: KeyAlgorithm::EcdsaP256,
-                bytes: key.public_key_bytes().to_vec(),
-            },
-            validity: Validity::days_from(now() - 3_600, 7),
-            serial: vec![0x51],
-            hosts: vec!["127.0.0.1".into()],
+    let nodes: Vec<(u64, u16, Vec<u8>, Vec<u8>)> = (1..=count)
+        .map(|id| {
+            let (key, pkcs8) = SigningKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+            let der = tls_root
+                .issue_tls(&TlsRequest {
+                    common_name: format!("orderer{id}"),
+                    role: Some(Role::Orderer),
+                    key: SubjectKey {
+                        algorithm: KeyAlgorithm::EcdsaP256,
+                        bytes: key.public_key_bytes().to_vec(),
+                    },
+                    validity: Validity::days_from(now() - 3_600, 7),
+                    serial: vec![0x51, id as u8],
+                    hosts: vec!["127.0.0.1".into()],
+                })
+                .unwrap();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            (id, port, der, pkcs8)
         })
-        .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+        .collect();
     let org = |o: &TestOrg, tls: Vec<Vec<u8>>| pb::Organization {
         msp_id: o.id.clone(),
         root_certs: vec![o.ca.certificate_der().to_vec()],
@@ -73,14 +80,17 @@ fn files(dir: &Path) -> Files {
         channel_id: CHANNEL.into(),
         application_orgs: vec![org(&app, vec![])],
         orderer_orgs: vec![org(&orderers, vec![tls_root.certificate_der().to_vec()])],
-        consenters: vec![pb::Consenter {
-            id: 1,
-            host: "127.0.0.1".into(),
-            port: port.into(),
-            msp_id: "OrdererMSP".into(),
-            server_tls_cert: tls_der.clone(),
-            client_tls_cert: tls_der.clone(),
-        }],
+        consenters: nodes
+            .iter()
+            .map(|(id, port, der, _)| pb::Consenter {
+                id: *id,
+                host: "127.0.0.1".into(),
+                port: (*port).into(),
+                msp_id: "OrdererMSP".into(),
+                server_tls_cert: der.clone(),
+                client_tls_cert: der.clone(),
+            })
+            .collect(),
         batch: Some(pb::BatchSettings {
             max_message_count: 10,
             absolute_max_bytes: 1 << 20,
@@ -89,33 +99,58 @@ fn files(dir: &Path) -> Files {
         }),
         policies: None,
     };
-    let write = |rel: &str, bytes: &[u8]| {
-        let p = dir.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, bytes).unwrap();
-    };
-    write(
-        "genesis.block",
-        &new_genesis_block(&channel).encode_to_vec(),
-    );
-    write("tls/server.crt", to_pem("CERTIFICATE", &tls_der).as_bytes());
-    write("tls/server.key", to_pem("PRIVATE KEY", &pkcs8).as_bytes());
-    let (signer, signer_key) =
-        orderers.member_with_key("orderer1", Role::Orderer, KeyAlgorithm::EcdsaP256);
-    write("msp/signcerts/cert.pem", signer.certificate_pem());
-    write(
-        "msp/keystore/key.pem",
-        to_pem("PRIVATE KEY", &signer_key).as_bytes(),
-    );
-    let text = format!(
-        "[node]\nid = 1\ngenesis = \"genesis.block\"\ndata_dir = \"data\"\nlisten = \"127.0.0.1:{port}\"\noperations = \"127.0.0.1:0\"\n\n[raft]\nheartbeat_ms = 50\nelection_timeout_min_ms = 150\nelection_timeout_max_ms = 300\n"
-    );
-    write("orderer.toml", text.as_bytes());
+    let genesis = new_genesis_block(&channel).encode_to_vec();
+    let configs = nodes
+        .iter()
+        .map(|(id, port, der, pkcs8)| {
+            let home = dir.join(format!("node{id}"));
+            let write = |rel: &str, bytes: &[u8]| {
+                let p = home.join(rel);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, bytes).unwrap();
+            };
+            write("genesis.block", &genesis);
+            write("tls/server.crt", to_pem("CERTIFICATE", der).as_bytes());
+            write("tls/server.key", to_pem("PRIVATE KEY", pkcs8).as_bytes());
+            let (signer, signer_key) =
+                orderers.member_with_key(&format!("orderer{id}"), Role::Orderer, KeyAlgorithm::EcdsaP256);
+            write("msp/signcerts/cert.pem", signer.certificate_pem());
+            write("msp/keystore/key.pem", to_pem("PRIVATE KEY", &signer_key).as_bytes());
+            let text = format!(
+                "[node]\nid = {id}\ngenesis = \"genesis.block\"\ndata_dir = \"data\"\nlisten = \"127.0.0.1:{port}\"\noperations = \"127.0.0.1:0\"\n\n[raft]\nheartbeat_ms = 50\nelection_timeout_min_ms = 200\nelection_timeout_max_ms = 400\n"
+            );
+            write("orderer.toml", text.as_bytes());
+            Config::load(&home.join("orderer.toml")).unwrap()
+        })
+        .collect();
     Files {
-        config: Config::load(&dir.join("orderer.toml")).unwrap(),
+        configs,
         app,
         tls_root_pem: to_pem("CERTIFICATE", tls_root.certificate_der()),
     }
+}
+
+/// A one-consenter channel.
+fn files(dir: &Path) -> (Files, Config) {
+    let f = files_n(dir, 1);
+    let c = f.configs[0].clone();
+    (f, c)
+}
+
+/// Starts a node, waiting (boundedly) for a node of the same files that just stopped to
+/// release them: in one process sled's flusher lets go a moment later; in production a restart
+/// is a new process.
+async fn start_when_free(config: &Config) -> mercato_orderer::run::Running {
+    for _ in 0..300 {
+        match start(config).await {
+            Ok(r) => return r,
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("the node's files stayed locked");
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
@@ -131,24 +166,12 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_runs_from_its_files_and_restarts_from_its_data() {
     let dir = tempfile::tempdir().unwrap();
-    let f = files(dir.path());
+    let (f, config) = files(dir.path());
     let n = net();
     let client = f.app.member("alice", Role::Client, KeyAlgorithm::Ed25519);
     let mut height = 0;
     for round in 0..2u32 {
-        // In one process the stopped node's sled files are released a moment after it stops
-        // (its flusher thread); a restart is a new process in production.
-        let mut tries = 0;
-        let running = loop {
-            match start(&f.config).await {
-                Ok(r) => break r,
-                Err(e) if e.to_string().contains("could not acquire lock") && tries < 300 => {
-                    tries += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                }
-                Err(e) => panic!("{e}"),
-            }
-        };
+        let running = start_when_free(&config).await;
         running
             .node
             .raft()
@@ -207,20 +230,20 @@ async fn a_node_runs_from_its_files_and_restarts_from_its_data() {
 #[tokio::test]
 async fn a_configuration_that_does_not_match_the_channel_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let f = files(dir.path());
-    let mut c = f.config.clone();
+    let (_, config) = files(dir.path());
+    let mut c = config.clone();
     c.node.id = 7;
     let e = start(&c).await.unwrap_err().to_string();
     assert!(e.contains("node 7 is not a consenter"), "{e}");
-    let mut c = f.config.clone();
-    c.tls.cert = dir.path().join("msp/signcerts/cert.pem");
+    let mut c = config.clone();
+    c.tls.cert = dir.path().join("node1/msp/signcerts/cert.pem");
     let e = start(&c).await.unwrap_err().to_string();
     assert!(e.contains("is not the TLS certificate"), "{e}");
-    let mut c = f.config.clone();
+    let mut c = config.clone();
     c.node.listen = "nowhere".into();
     let e = start(&c).await.unwrap_err().to_string();
     assert!(e.contains("node.listen"), "{e}");
-    let mut c = f.config.clone();
+    let mut c = config.clone();
     c.apply_env([("MERCATO_ORDERER_ID".to_string(), "x".to_string())])
         .unwrap_err();
     c.apply_env([("MERCATO_ORDERER_BOGUS".to_string(), "1".to_string())])
@@ -235,4 +258,79 @@ fn the_sample_configuration_parses_and_validates() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/orderer.toml");
     let c = Config::load(&path).unwrap();
     c.validate().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_started_from_their_files_form_a_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = files_n(dir.path(), 3);
+    let n = net();
+    let client = f.app.member("alice", Role::Client, KeyAlgorithm::Ed25519);
+    // Started in reverse: node 1, the lowest id, starts the cluster when it comes up.
+    let mut running = Vec::new();
+    for c in f.configs.iter().rev() {
+        running.push(start(c).await.unwrap());
+    }
+    for r in &running {
+        r.node
+            .raft()
+            .wait(Some(std::time::Duration::from_secs(10)))
+            .metrics(|m| m.current_leader.is_some(), "a leader known")
+            .await
+            .unwrap();
+    }
+    // A client at node 3 (whichever node leads, node 3 answers).
+    let at = running[0].listen;
+    let channel = Endpoint::from_shared(format!("https://{at}"))
+        .unwrap()
+        .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&f.tls_root_pem)))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let envelopes: Vec<_> = (0..5u32)
+        .map(|i| tx_with_nonce(&n, &client, CHANNEL, 8, &i.to_be_bytes().repeat(6)))
+        .collect();
+    let mut answers = AtomicBroadcastClient::new(channel)
+        .broadcast(futures::stream::iter(envelopes))
+        .await
+        .unwrap()
+        .into_inner();
+    for i in 0..5 {
+        let r = answers.message().await.unwrap().unwrap();
+        assert_eq!(r.status, Status::Success as i32, "envelope {i}: {}", r.info);
+    }
+    let leader = running[0]
+        .node
+        .raft()
+        .metrics()
+        .borrow()
+        .current_leader
+        .unwrap();
+    let height = running
+        .iter()
+        .find(|r| r.node.id() == leader)
+        .unwrap()
+        .node
+        .ledger()
+        .height();
+    for r in &running {
+        let mut h = r.node.ledger().watch_height();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            h.wait_for(|x| *x >= height),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    }
+    let chain = |r: &mercato_orderer::run::Running| -> Vec<Vec<u8>> {
+        (0..height)
+            .map(|b| r.node.ledger().block(b).unwrap().unwrap())
+            .collect()
+    };
+    assert!(running.windows(2).all(|w| chain(&w[0]) == chain(&w[1])));
+    for r in running {
+        r.stop().await;
+    }
 }
