@@ -23,8 +23,30 @@ pub const MAX_CERTS: usize = 32;
 pub const MAX_ENDPOINTS: usize = 32;
 /// The most Raft consenters.
 pub const MAX_CONSENTERS: usize = 9;
-/// The largest block content a channel may allow.
-pub const MAX_BLOCK_BYTES: u32 = 100 << 20;
+/// The largest envelope a channel may allow: what every node's parser accepts
+/// (`mercato_proto::Limits::max_message_bytes`).
+pub const MAX_BLOCK_BYTES: u32 = 16 << 20;
+/// The most envelopes in a block: what every node's parser accepts
+/// (`mercato_proto::Limits::max_block_transactions`).
+pub const MAX_BLOCK_MESSAGES: u32 = 10_000;
+
+/// An MSP id: letters, digits, `.` and `-`, not one that contracts reserve for accounts
+/// (`brand`, `platform`) — member names are `MSPID:NAME`, so a `:` would make them ambiguous.
+fn check_msp_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
+        && !matches!(id, "brand" | "platform");
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(format!(
+            "MSP id {id:?}: 1 to 128 letters, digits, '.' or '-', and not \"brand\" or \"platform\""
+        )))
+    }
+}
 
 fn bad(reason: impl Into<String>) -> Error {
     Error::ChannelConfig(reason.into())
@@ -237,6 +259,7 @@ impl ChannelConfig {
         }
         let mut ids = BTreeSet::new();
         for o in c.application_orgs.iter().chain(&c.orderer_orgs) {
+            check_msp_id(&o.msp_id)?;
             if !ids.insert(o.msp_id.as_str()) {
                 return Err(bad(format!("MSP id {:?} appears twice", o.msp_id)));
             }
@@ -304,13 +327,14 @@ impl ChannelConfig {
             batch_timeout_ms: b.batch_timeout_ms,
         };
         if batch.max_message_count == 0
+            || batch.max_message_count > MAX_BLOCK_MESSAGES
             || batch.preferred_max_bytes == 0
             || batch.preferred_max_bytes > batch.absolute_max_bytes
             || batch.absolute_max_bytes > MAX_BLOCK_BYTES
             || !(1..=60_000).contains(&batch.batch_timeout_ms)
         {
             return Err(bad(format!(
-                "batch settings {batch:?}: at least 1 message, 1 <= preferred <= absolute <= {MAX_BLOCK_BYTES} bytes, a timeout of 1 to 60000 ms"
+                "batch settings {batch:?}: 1 to {MAX_BLOCK_MESSAGES} messages, 1 <= preferred <= absolute <= {MAX_BLOCK_BYTES} bytes, a timeout of 1 to 60000 ms"
             )));
         }
 
@@ -322,6 +346,14 @@ impl ChannelConfig {
                 .collect(),
         );
         let default_block_validation = orderers.to_string();
+        // The lifecycle and the validator count a majority of the application organisations'
+        // peers; a channel may not claim another rule that nobody would enforce.
+        let lifecycle = p.lifecycle_endorsement.trim();
+        if !lifecycle.is_empty() && lifecycle != "MAJORITY Endorsement" {
+            return Err(bad(format!(
+                "policy lifecycle_endorsement {lifecycle:?}: only MAJORITY Endorsement is supported"
+            )));
+        }
         let policies = ChannelPolicies {
             readers: policy("readers", &p.readers, "ANY Readers")?,
             writers: policy("writers", &p.writers, "ANY Writers")?,

@@ -30,13 +30,29 @@ unsafe extern "C" {
 
 // SAFETY: single-threaded (wasm32 without threads); every block handed out lies inside linear
 // memory below the current size and is never handed out twice while live.
+/// Makes memory reach at least `end`, growing it by at least [`MIN_GROW_PAGES`]; false when the
+/// memory cap refuses.
+fn reach(state: &mut (usize, usize), end: usize) -> bool {
+    if end <= state.1 {
+        return true;
+    }
+    let needed = (end - state.1).div_ceil(PAGE);
+    for pages in [needed.max(MIN_GROW_PAGES), needed] {
+        if core::arch::wasm32::memory_grow(0, pages) != usize::MAX {
+            state.1 = state.1.saturating_add(pages * PAGE);
+            return true;
+        }
+    }
+    false
+}
+
 unsafe impl core::alloc::GlobalAlloc for BumpAllocator {
     unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
         // SAFETY: single-threaded access to the bump state (see above).
         let state = unsafe { &mut *core::ptr::addr_of_mut!(BUMP) };
         if state.0 == 0 {
             state.0 = core::ptr::addr_of!(__heap_base) as usize;
-            state.1 = core::arch::wasm32::memory_size(0) * PAGE;
+            state.1 = core::arch::wasm32::memory_size(0).saturating_mul(PAGE);
         }
         let align = layout.align().max(1);
         let Some(start) = state.0.checked_add(align - 1).map(|p| p & !(align - 1)) else {
@@ -45,18 +61,8 @@ unsafe impl core::alloc::GlobalAlloc for BumpAllocator {
         let Some(end) = start.checked_add(layout.size()) else {
             return core::ptr::null_mut();
         };
-        if end > state.1 {
-            let pages = (end - state.1).div_ceil(PAGE).max(MIN_GROW_PAGES);
-            if core::arch::wasm32::memory_grow(0, pages) == usize::MAX {
-                // A smaller grow may still fit under the cap.
-                let needed = (end - state.1).div_ceil(PAGE);
-                if needed >= pages || core::arch::wasm32::memory_grow(0, needed) == usize::MAX {
-                    return core::ptr::null_mut();
-                }
-                state.1 += needed * PAGE;
-            } else {
-                state.1 += pages * PAGE;
-            }
+        if !reach(state, end) {
+            return core::ptr::null_mut();
         }
         state.0 = end;
         start as *mut u8
@@ -82,13 +88,12 @@ unsafe impl core::alloc::GlobalAlloc for BumpAllocator {
         {
             // SAFETY: single-threaded access to the bump state.
             let state = unsafe { &mut *core::ptr::addr_of_mut!(BUMP) };
-            let top = ptr as usize + layout.size() == state.0;
-            if top
-                && (ptr as usize)
-                    .checked_add(new_size)
-                    .is_some_and(|e| e <= state.1)
+            // The most recent block grows in place, growing memory if it must.
+            if ptr as usize + layout.size() == state.0
+                && let Some(end) = (ptr as usize).checked_add(new_size)
+                && reach(state, end)
             {
-                state.0 = ptr as usize + new_size;
+                state.0 = end;
                 return ptr;
             }
         }

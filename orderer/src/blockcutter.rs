@@ -17,9 +17,8 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
-/// The largest `absolute_max_bytes` accepted (Fabric's blocks are limited the same way by the
-/// gRPC message size).
-pub const MAX_BLOCK_BYTES: u32 = 100 << 20;
+/// The largest `absolute_max_bytes` accepted: what every node's parser accepts.
+pub const MAX_BLOCK_BYTES: u32 = mercato_ca::channel::MAX_BLOCK_BYTES;
 
 /// Fabric's batch settings (`BatchSize` and `BatchTimeout` of the channel config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,8 +61,14 @@ impl BatchConfig {
     /// 1 ms to 60 s.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
-        if self.max_message_count == 0 {
-            return bad("batch max_message_count must be at least 1".into());
+        if self.max_message_count == 0
+            || self.max_message_count > mercato_ca::channel::MAX_BLOCK_MESSAGES
+        {
+            return bad(format!(
+                "batch max_message_count {} must be from 1 to {}",
+                self.max_message_count,
+                mercato_ca::channel::MAX_BLOCK_MESSAGES
+            ));
         }
         if self.preferred_max_bytes == 0 || self.preferred_max_bytes > self.absolute_max_bytes {
             return bad(format!(

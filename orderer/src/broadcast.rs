@@ -25,13 +25,18 @@ pub struct Refusal {
     pub status: Status,
     /// What was wrong.
     pub message: String,
+    /// Refused only because this node is not the leader, before anything was queued: the
+    /// envelope may be forwarded to the leader without risk of ordering it twice.
+    pub at_leader: bool,
 }
 
 impl Refusal {
-    fn new(status: Status, message: impl Into<String>) -> Self {
+    /// A refusal with a status and a message.
+    pub fn new(status: Status, message: impl Into<String>) -> Self {
         Refusal {
             status,
             message: message.into(),
+            at_leader: false,
         }
     }
 }

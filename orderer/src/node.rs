@@ -65,10 +65,7 @@ impl std::fmt::Debug for OrdererNode {
 }
 
 fn unavailable(message: impl Into<String>) -> Refusal {
-    Refusal {
-        status: Status::ServiceUnavailable,
-        message: message.into(),
-    }
+    Refusal::new(Status::ServiceUnavailable, message)
 }
 
 impl OrdererNode {
@@ -186,10 +183,13 @@ impl OrdererNode {
                 .map_err(|e| unavailable(format!("a checker failed: {e}")))??;
         let leader = self.raft.metrics().borrow().current_leader;
         if leader != Some(self.id) {
-            return Err(unavailable(match leader {
-                Some(l) => format!("node {} is not the leader; node {l} is", self.id),
-                None => "no leader is elected yet; retry shortly".into(),
-            }));
+            return Err(match leader {
+                Some(l) => Refusal {
+                    at_leader: true,
+                    ..unavailable(format!("node {} is not the leader; node {l} is", self.id))
+                },
+                None => unavailable("no leader is elected yet; retry shortly"),
+            });
         }
         let (ack, acked) = oneshot::channel();
         self.queue

@@ -135,6 +135,10 @@ pub async fn start(config: &Config) -> Result<Running> {
         election_timeout_max: config.raft.election_timeout_max_ms,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.raft.snapshot_every),
         max_in_snapshot_log_to_keep: config.raft.snapshot_every / 2,
+        // Entries are whole blocks: send no more per message than fits in one.
+        max_payload_entries: (crate::consensus::transport::MAX_MESSAGE_BYTES as u64
+            / (u64::from(channel.batch.absolute_max_bytes) + (64 << 10)))
+            .max(1),
         ..Default::default()
     }
     .validate()
@@ -217,6 +221,8 @@ pub async fn start(config: &Config) -> Result<Running> {
         .tls_config(server_tls)
         .map_err(cfg)?
         .http2_keepalive_interval(Some(Duration::from_secs(60)))
+        .concurrency_limit_per_connection(256)
+        .max_concurrent_streams(Some(256))
         .add_service(
             RaftTransportServer::new(raft_service)
                 .max_decoding_message_size(crate::consensus::transport::MAX_MESSAGE_BYTES)

@@ -34,10 +34,13 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::node::OrdererNode;
 
-/// How many responses a stream buffers before it waits for the client.
+/// How many Broadcast answers a stream buffers before it waits for the client.
 const BUFFER: usize = 16;
-/// How many envelopes of one Broadcast stream are ordered at once.
-const PIPELINE: usize = 512;
+/// How many blocks a Deliver stream buffers before it waits for the client.
+const DELIVER_BUFFER: usize = 2;
+/// How many envelopes of one Broadcast stream are ordered at once (each up to the channel's
+/// `absolute_max_bytes`; streams per connection are limited by the server).
+const PIPELINE: usize = 64;
 /// Marks a Broadcast forwarded by a follower.
 const FORWARDED: &str = "x-mercato-forwarded";
 
@@ -110,7 +113,7 @@ async fn order(service: &Inner, envelope: Envelope, forwarded: bool) -> Broadcas
     let bytes = envelope.encode_to_vec();
     match service.node.broadcast(bytes).await {
         Ok(_) => answer(FabricStatus::Success, ""),
-        Err(r) if r.status == FabricStatus::ServiceUnavailable && !forwarded => {
+        Err(r) if r.at_leader && !forwarded => {
             let Some((leader, addr)) = service.node.other_leader() else {
                 return answer(r.status, r.message);
             };
@@ -195,7 +198,7 @@ impl AtomicBroadcast for AtomicBroadcastService {
         request: Request<Streaming<Envelope>>,
     ) -> Result<Response<DeliverStream>, Status> {
         let mut inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(BUFFER);
+        let (tx, rx) = mpsc::channel(DELIVER_BUFFER);
         let service = Arc::clone(&self.0);
         tokio::spawn(async move {
             loop {

@@ -276,7 +276,7 @@ impl PackageStore {
     /// The module of an installed package, checked against its hash (the disk is not trusted).
     pub fn wasm(&self, hash: &CodeHash) -> Result<Option<Vec<u8>>, LifecycleError> {
         let path = self.path(hash);
-        let bytes = match std::fs::read(&path) {
+        let bytes = match read_package_file(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(LifecycleError::Storage(format!("{}: {e}", path.display()))),
@@ -300,7 +300,7 @@ impl PackageStore {
         for entry in std::fs::read_dir(&self.dir).map_err(storage)? {
             let path = entry.map_err(storage)?.path();
             if path.extension().is_some_and(|e| e == "pkg") {
-                let bytes = std::fs::read(&path).map_err(storage)?;
+                let bytes = read_package_file(&path).map_err(storage)?;
                 if let Ok((info, _)) = decode_package(&bytes) {
                     out.push(info);
                 }
@@ -309,6 +309,17 @@ impl PackageStore {
         out.sort_by(|a, b| a.package_id.cmp(&b.package_id));
         Ok(out)
     }
+}
+
+/// Reads a package file, refusing one larger than any package (the disk is not trusted).
+fn read_package_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let len = std::fs::metadata(path)?.len();
+    if len > MAX_PACKAGE_BYTES as u64 {
+        return Err(std::io::Error::other(format!(
+            "{len} bytes, over the limit of {MAX_PACKAGE_BYTES}"
+        )));
+    }
+    std::fs::read(path)
 }
 
 fn decode_package(bytes: &[u8]) -> Result<(InstalledPackage, Vec<u8>), LifecycleError> {

@@ -114,12 +114,15 @@ fn the_genesis_block_carries_the_configuration_the_nodes_build_from() {
         .identity(o.orderer.simple("o1", Role::Orderer).signer.serialized())
         .unwrap();
     let p = &c.policies;
-    assert!(p.writers.evaluate(&[client.clone()], &policies));
-    assert!(!p.writers.evaluate(&[auditor.clone()], &policies));
+    assert!(p.writers.evaluate(std::slice::from_ref(&client), &policies));
+    assert!(
+        !p.writers
+            .evaluate(std::slice::from_ref(&auditor), &policies)
+    );
     assert!(p.readers.evaluate(&[auditor], &policies));
     assert!(
         !p.lifecycle_endorsement
-            .evaluate(&[peer1.clone()], &policies)
+            .evaluate(std::slice::from_ref(&peer1), &policies)
     );
     assert!(p.lifecycle_endorsement.evaluate(&[peer1, peer2], &policies));
     assert!(p.block_validation.evaluate(&[orderer], &policies));
@@ -175,6 +178,27 @@ fn inconsistent_configurations_are_refused_with_the_reason() {
             "server TLS certificate",
         ),
         (Box::new(|c| c.batch = None), "batch settings"),
+        (
+            Box::new(|c| c.application_orgs[1].msp_id = "brand".into()),
+            "MSP id \"brand\"",
+        ),
+        (
+            Box::new(|c| c.application_orgs[1].msp_id = "Org:2".into()),
+            "MSP id \"Org:2\"",
+        ),
+        (
+            Box::new(|c| c.batch.as_mut().unwrap().max_message_count = 20_000),
+            "batch settings",
+        ),
+        (
+            Box::new(|c| {
+                c.policies = Some(pb::ChannelPolicies {
+                    lifecycle_endorsement: "ALL Endorsement".into(),
+                    ..Default::default()
+                })
+            }),
+            "only MAJORITY Endorsement",
+        ),
         (
             Box::new(|c| c.batch.as_mut().unwrap().preferred_max_bytes = 20 << 20),
             "batch settings",

@@ -30,8 +30,16 @@ pub fn is_auditor(ctx: &dyn Context) -> bool {
     ctx.creator().role == "auditor" || ctx.attribute("role") == Some("auditor")
 }
 
-/// The caller's member id, refusing auditors: every writing function starts here.
+/// The caller's member id, refusing auditors, and organisations whose MSP id would make member
+/// ids ambiguous or pass for a reserved account (`brand:…`, `platform:…`): every writing
+/// function starts here.
 pub fn writer(ctx: &dyn Context) -> Result<String, Error> {
+    let msp = &ctx.creator().msp_id;
+    if msp.is_empty() || msp.contains(':') || msp == "brand" || msp == "platform" {
+        return Err(Error::forbidden(format!(
+            "MSP id {msp:?} is reserved or ambiguous in member ids"
+        )));
+    }
     if is_auditor(ctx) {
         return Err(Error::forbidden(format!(
             "{} is an auditor: auditors are read-only",

@@ -53,8 +53,16 @@ impl GatewayApi for GatewayService {
             Status::invalid_argument("EvaluateRequest.proposed_transaction is missing")
         })?;
         let channel = Arc::clone(&self.channel);
-        let outcome =
-            blocking(move || channel.endorser.endorse(&signed, Purpose::Evaluate)).await?;
+        let outcome = blocking(move || {
+            // Only readers of the channel query it: the creator is checked against the channel's
+            // Readers policy before anything runs.
+            let parsed =
+                mercato_proto::proposal::parse_signed_proposal(&signed, &channel.limits)
+                    .map_err(|e| Status::invalid_argument(format!("malformed proposal: {e}")))?;
+            channel.reader(&parsed.header.creator)?;
+            Ok::<_, Status>(channel.endorser.endorse(&signed, Purpose::Evaluate))
+        })
+        .await??;
         match outcome {
             Ok(endorsed) => Ok(Response::new(EvaluateResponse {
                 result: endorsed.response.response,

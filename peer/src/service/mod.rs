@@ -34,7 +34,7 @@ pub const MAX_REQUEST_BYTES: usize = 16 << 20;
 /// The largest message the peer sends (a block).
 pub const MAX_RESPONSE_BYTES: usize = 128 << 20;
 /// How many responses a Deliver stream buffers before it waits for the client.
-const DELIVER_BUFFER: usize = 16;
+const DELIVER_BUFFER: usize = 2;
 
 /// One channel as the services see it.
 pub struct PeerChannel {
@@ -172,6 +172,8 @@ impl PeerServer {
         Server::builder()
             .tls_config(tls)?
             .http2_keepalive_interval(Some(Duration::from_secs(60)))
+            .concurrency_limit_per_connection(256)
+            .max_concurrent_streams(Some(256))
             .add_service(
                 EndorserServer::new(endorser::EndorserService::new(Arc::clone(&channel)))
                     .max_decoding_message_size(MAX_REQUEST_BYTES),

@@ -257,6 +257,17 @@ async fn endorser_and_evaluate_over_tls() {
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
     assert!(e.message().contains("no key nope"), "{}", e.message());
+    // Someone from a CA the channel does not know is not a reader.
+    let stranger = mercato_ca::testing::TestOrg::new("SellersMSP").member(
+        "x",
+        Role::Client,
+        KeyAlgorithm::EcdsaP256,
+    );
+    let e = gateway
+        .evaluate(evaluate(peer.proposal(&stranger, &["whoami"]), CHANNEL))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
     let e = gateway
         .evaluate(evaluate(peer.proposal(&auditor, &["whoami"]), "elsewhere"))
         .await

@@ -23,6 +23,12 @@ pub const BUYER: Actor = ("SellersMSP", "bob", "client", &[]);
 pub const BUYER2: Actor = ("SellersMSP", "cat", "client", &[]);
 pub const AUDITOR: Actor = ("AuditMSP", "eve", "auditor", &[]);
 
+impl Default for Market {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Market {
     /// A ledger with the platform set up (2 % fee), brands acme (Brand1MSP) and zeta
     /// (Brand2MSP), product acme/shoe at 100 coins with 10 % commission and 50 in stock, sam's

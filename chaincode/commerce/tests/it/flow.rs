@@ -242,3 +242,19 @@ fn products_can_be_verified_against_their_sealed_attributes() {
     m.ok(BUYER, &["place_order", "o1", "sams", "acme", "shoe", "1"]);
     assert_eq!(m.balance("SellersMSP:bob"), 880);
 }
+
+#[test]
+fn an_even_number_of_arbiters_sits_as_an_odd_panel() {
+    let mut m = Market::new();
+    for a in ["PlatformMSP:judge1", "PlatformMSP:judge2"] {
+        m.ok(PLATFORM, &["add_arbiter", a]);
+    }
+    m.ok(BUYER, &["place_order", "o1", "sams", "acme", "shoe", "1"]);
+    m.ok(ACME, &["ship_order", "o1", "T"]);
+    m.ok(BUYER, &["open_dispute", "o1", "damaged"]);
+    // Two arbiters: the panel is one, so one vote decides and no tie can lock the escrow.
+    let panel = m.json(AUDITOR, &["get_order", "o1"])["dispute"]["arbiters"].clone();
+    assert_eq!(panel.as_array().unwrap().len(), 1);
+    let judge = ("PlatformMSP", "judge1", "client", &[][..]);
+    assert_eq!(m.json(judge, &["vote", "o1", "true"])["status"], "refunded");
+}

@@ -60,3 +60,20 @@ impl Market {
         self.ctx.timestamp.0 += 86_400;
     }
 }
+
+// Native only: a real channel's configuration refuses such MSP ids before any chaincode runs
+// (`mercato_ca::channel`), so the peer harness has no such organisation to issue from.
+
+#[test]
+fn organisations_that_would_pass_for_reserved_accounts_cannot_write() {
+    let mut m = Market::new();
+    for msp in ["brand", "platform", "Sellers:MSP"] {
+        let who: common::Actor = (
+            Box::leak(msp.to_string().into_boxed_str()),
+            "acme",
+            "client",
+            &[],
+        );
+        m.refused(who, &["open_shop", "x", "X"], 403, "reserved or ambiguous");
+    }
+}
