@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::authority::{Authority, MemberRequest, SubjectKey, Validity};
+use crate::authority::{Authority, MemberRequest, SubjectKey, TlsRequest, Validity};
 use crate::crypto::to_pem;
 use crate::msp::MspMaterial;
 use crate::{KeyAlgorithm, Msp, Role, SigningIdentity, SigningKey};
@@ -95,5 +95,59 @@ impl TestOrg {
     /// Issues a member.
     pub fn member(&self, name: &str, role: Role, algorithm: KeyAlgorithm) -> SigningIdentity {
         self.member_with_key(name, role, algorithm).0
+    }
+}
+
+/// A TLS CA valid around the real clock (TLS checks the wall clock, unlike the MSP tests above,
+/// which pass their own time) and the certificates it issues.
+pub struct TestTls {
+    /// The TLS root.
+    pub root: Authority,
+}
+
+impl TestTls {
+    /// A TLS root valid from a day ago for 30 days.
+    pub fn new(name: &str) -> TestTls {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(NOW);
+        TestTls {
+            root: Authority::new_root(name, name, Validity::days_from(now - 86_400, 30))
+                .unwrap_or_else(|e| panic!("test TLS CA {name}: {e}")),
+        }
+    }
+
+    /// The root as PEM.
+    pub fn root_pem(&self) -> String {
+        to_pem("CERTIFICATE", self.root.certificate_der())
+    }
+
+    /// A P-256 certificate for `common_name` with `hosts` as its subject alternative names, valid
+    /// from an hour ago for a week: (certificate DER, private key PKCS#8 DER).
+    pub fn issue(&self, common_name: &str, role: Role, hosts: &[&str]) -> (Vec<u8>, Vec<u8>) {
+        let (key, pkcs8) =
+            SigningKey::generate(KeyAlgorithm::EcdsaP256).unwrap_or_else(|e| panic!("key: {e}"));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(NOW);
+        let serial = SERIAL.fetch_add(1, Ordering::Relaxed).to_be_bytes();
+        let first = serial.iter().position(|&b| b != 0).unwrap_or(7);
+        let der = self
+            .root
+            .issue_tls(&TlsRequest {
+                common_name: common_name.to_owned(),
+                role: Some(role),
+                key: SubjectKey {
+                    algorithm: KeyAlgorithm::EcdsaP256,
+                    bytes: key.public_key_bytes().to_vec(),
+                },
+                validity: Validity::days_from(now - 3_600, 7),
+                serial: serial[first..].to_vec(),
+                hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            })
+            .unwrap_or_else(|e| panic!("TLS certificate for {common_name}: {e}"));
+        (der, pkcs8)
     }
 }

@@ -126,35 +126,12 @@ pub(crate) struct Tls {
 }
 
 pub(crate) fn tls(ids: &[u64]) -> Tls {
-    use mercato_ca::authority::{Authority, SubjectKey, TlsRequest, Validity};
     use mercato_ca::crypto::to_pem;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let root = Authority::new_root(
-        "tlsca.orderer",
-        "Orderer",
-        Validity::days_from(now - 86_400, 30),
-    )
-    .unwrap();
+    let ca = mercato_ca::testing::TestTls::new("tlsca.orderer");
     let nodes = ids
         .iter()
         .map(|&id| {
-            let (key, pkcs8) = mercato_ca::SigningKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
-            let der = root
-                .issue_tls(&TlsRequest {
-                    common_name: format!("orderer{id}"),
-                    role: Some(Role::Orderer),
-                    key: SubjectKey {
-                        algorithm: KeyAlgorithm::EcdsaP256,
-                        bytes: key.public_key_bytes().to_vec(),
-                    },
-                    validity: Validity::days_from(now - 3_600, 7),
-                    serial: vec![0x40, id as u8],
-                    hosts: vec!["127.0.0.1".into()],
-                })
-                .unwrap();
+            let (der, pkcs8) = ca.issue(&format!("orderer{id}"), Role::Orderer, &["127.0.0.1"]);
             // A free port, taken again when the node starts.
             let addr = std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
@@ -172,7 +149,7 @@ pub(crate) fn tls(ids: &[u64]) -> Tls {
         })
         .collect();
     Tls {
-        root_pem: to_pem("CERTIFICATE", root.certificate_der()),
+        root_pem: ca.root_pem(),
         nodes,
         stops: BTreeMap::new(),
     }

@@ -5,10 +5,9 @@
 
 use std::path::Path;
 
-use mercato_ca::authority::{Authority, SubjectKey, TlsRequest, Validity};
 use mercato_ca::crypto::to_pem;
 use mercato_ca::testing::TestOrg;
-use mercato_ca::{KeyAlgorithm, Role, SigningKey};
+use mercato_ca::{KeyAlgorithm, Role};
 use mercato_orderer::config::Config;
 use mercato_orderer::run::start;
 use mercato_proto::config::new_genesis_block;
@@ -28,40 +27,15 @@ struct Files {
     tls_root_pem: String,
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 /// Writes the files of a channel with `count` consenters under `dir` (`node{i}/`: genesis
 /// block, TLS certificate and key, MSP folder, `orderer.toml`) and returns their configurations.
 fn files_n(dir: &Path, count: u64) -> Files {
     let app = TestOrg::new("Org1MSP");
     let orderers = TestOrg::new("OrdererMSP");
-    let tls_root = Authority::new_root(
-        "tlsca.orderer",
-        "Orderer",
-        Validity::days_from(now() - 86_400, 30),
-    )
-    .unwrap();
+    let tls = mercato_ca::testing::TestTls::new("tlsca.orderer");
     let nodes: Vec<(u64, u16, Vec<u8>, Vec<u8>)> = (1..=count)
         .map(|id| {
-            let (key, pkcs8) = SigningKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
-            let der = tls_root
-                .issue_tls(&TlsRequest {
-                    common_name: format!("orderer{id}"),
-                    role: Some(Role::Orderer),
-                    key: SubjectKey {
-                        algorithm: KeyAlgorithm::EcdsaP256,
-                        bytes: key.public_key_bytes().to_vec(),
-                    },
-                    validity: Validity::days_from(now() - 3_600, 7),
-                    serial: vec![0x51, id as u8],
-                    hosts: vec!["127.0.0.1".into()],
-                })
-                .unwrap();
+            let (der, pkcs8) = tls.issue(&format!("orderer{id}"), Role::Orderer, &["127.0.0.1"]);
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
                 .local_addr()
@@ -79,7 +53,7 @@ fn files_n(dir: &Path, count: u64) -> Files {
     let channel = pb::ChannelConfig {
         channel_id: CHANNEL.into(),
         application_orgs: vec![org(&app, vec![])],
-        orderer_orgs: vec![org(&orderers, vec![tls_root.certificate_der().to_vec()])],
+        orderer_orgs: vec![org(&orderers, vec![tls.root.certificate_der().to_vec()])],
         consenters: nodes
             .iter()
             .map(|(id, port, der, _)| pb::Consenter {
@@ -126,7 +100,7 @@ fn files_n(dir: &Path, count: u64) -> Files {
     Files {
         configs,
         app,
-        tls_root_pem: to_pem("CERTIFICATE", tls_root.certificate_der()),
+        tls_root_pem: tls.root_pem(),
     }
 }
 

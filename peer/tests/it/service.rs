@@ -3,11 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use mercato_ca::authority::{Authority, SubjectKey, TlsRequest, Validity};
 use mercato_ca::crypto::to_pem;
-use mercato_ca::{KeyAlgorithm, Role, SigningIdentity, SigningKey};
+use mercato_ca::{KeyAlgorithm, Role, SigningIdentity};
 use mercato_peer::chaincode::{ChaincodeRuntime, Executor, RuntimeLimits, StaticResolver};
 use mercato_peer::committer::Committer;
 use mercato_peer::endorser::Endorser;
@@ -43,44 +41,16 @@ struct Peer {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// A TLS root and a server certificate for 127.0.0.1 valid now (TLS checks the wall clock).
+/// A TLS root and a server certificate for 127.0.0.1.
 fn tls() -> (PeerTls, Vec<u8>) {
-    let root = Authority::new_root(
-        "tlsca.brand1",
-        "Brand1",
-        Validity::days_from(now() - 86_400, 30),
-    )
-    .unwrap();
-    let (key, pkcs8) = SigningKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
-    let der = root
-        .issue_tls(&TlsRequest {
-            common_name: "peer0.brand1".into(),
-            role: Some(Role::Peer),
-            key: SubjectKey {
-                algorithm: KeyAlgorithm::EcdsaP256,
-                bytes: key.public_key_bytes().to_vec(),
-            },
-            validity: Validity::days_from(now() - 3_600, 7),
-            serial: vec![0x42],
-            hosts: vec!["127.0.0.1".into()],
-        })
-        .unwrap();
+    let ca = mercato_ca::testing::TestTls::new("tlsca.brand1");
+    let (der, pkcs8) = ca.issue("peer0.brand1", Role::Peer, &["127.0.0.1"]);
     let server = PeerTls {
         cert_pem: to_pem("CERTIFICATE", &der).into_bytes(),
         key_pem: to_pem("PRIVATE KEY", &pkcs8).into_bytes(),
         client_roots_pem: None,
     };
-    (
-        server,
-        to_pem("CERTIFICATE", root.certificate_der()).into_bytes(),
-    )
+    (server, ca.root_pem().into_bytes())
 }
 
 async fn start() -> Peer {
