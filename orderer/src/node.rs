@@ -152,11 +152,6 @@ impl OrdererNode {
         &self.metrics
     }
 
-    /// Checks one envelope without ordering it.
-    pub fn check(&self, envelope: &[u8]) -> Result<(), Refusal> {
-        self.checker.check(envelope).map(|_| ())
-    }
-
     /// Checks and orders one envelope; answers the number of the committed block that holds it.
     pub async fn broadcast(&self, envelope: Vec<u8>) -> Result<u64, Refusal> {
         let started = std::time::Instant::now();
@@ -276,12 +271,14 @@ async fn order_block(
         .await
         .map_err(|e| unavailable(format!("the chain is not caught up: {e}")))?;
     let mut last = String::new();
+    let mut envelopes = envelopes;
     for _ in 0..3 {
         let number = ledger.height();
         let previous = ledger
             .last_hash()
             .map_err(|e| unavailable(format!("reading the chain: {e}")))?;
-        let mut block = new_block(number, previous.to_vec(), envelopes.clone());
+        // The envelopes travel in the block, and come back out of it if it has to be cut again.
+        let mut block = new_block(number, previous.to_vec(), std::mem::take(&mut envelopes));
         // The nonce only has to be unique per signer and block.
         let nonce = [number.to_be_bytes(), [0u8; 8], [1u8; 8]].concat();
         sign_block(&mut block, Vec::new(), signer, nonce)
@@ -302,7 +299,11 @@ async fn order_block(
             }
             Ok(Ok(r)) => match r.data {
                 Applied::Appended { number } => return Ok(number),
-                Applied::Skipped { reason } => last = reason,
+                Applied::Skipped { reason } => {
+                    // Its envelopes did not enter the chain: cut them again.
+                    last = reason;
+                    envelopes = block.data.take().map(|d| d.data).unwrap_or_default();
+                }
                 Applied::Nothing => return Err(unavailable("the entry was not a block")),
             },
         }

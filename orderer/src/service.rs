@@ -25,7 +25,7 @@ use mercato_proto::pb::orderer::atomic_broadcast_client::AtomicBroadcastClient;
 use mercato_proto::pb::orderer::atomic_broadcast_server::AtomicBroadcast;
 use mercato_proto::pb::orderer::deliver_response::Type as Reply;
 use mercato_proto::pb::orderer::{BroadcastResponse, DeliverResponse, SeekInfo};
-use mercato_proto::transaction::parse_envelope;
+use mercato_proto::transaction::parse_envelope_message;
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -210,7 +210,7 @@ impl AtomicBroadcast for AtomicBroadcastService {
                         return;
                     }
                 };
-                let status = match seek(&service.read, &envelope) {
+                let status = match seek(&service.read, envelope) {
                     Err((s, why)) => {
                         tracing::debug!(reason = %why, "deliver request refused");
                         s
@@ -233,9 +233,9 @@ impl AtomicBroadcast for AtomicBroadcastService {
 }
 
 /// Checks a signed seek request: type, channel, a reader's valid signature.
-fn seek(read: &ReadPolicy, envelope: &Envelope) -> Result<SeekInfo, (FabricStatus, String)> {
+fn seek(read: &ReadPolicy, envelope: Envelope) -> Result<SeekInfo, (FabricStatus, String)> {
     let bad = |m: String| (FabricStatus::BadRequest, m);
-    let parsed = parse_envelope(&envelope.encode_to_vec(), &Limits::default())
+    let parsed = parse_envelope_message(envelope, &Limits::default())
         .map_err(|e| bad(format!("malformed seek request: {e}")))?;
     let header = &parsed.header;
     if header.channel_header.r#type != HeaderType::DeliverSeekInfo as i32 {

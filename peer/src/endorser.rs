@@ -95,6 +95,18 @@ impl Endorser {
         signed: &SignedProposal,
         purpose: Purpose,
     ) -> Result<Endorsed, Box<ProposalResponse>> {
+        self.endorse_admitted(signed, purpose, &|_| Ok(()))
+    }
+
+    /// Like [`Endorser::endorse`], with a further rule the caller's service applies to the
+    /// verified creator before anything runs (the gateway's Readers policy for Evaluate); its
+    /// refusal is answered with 403.
+    pub fn endorse_admitted(
+        &self,
+        signed: &SignedProposal,
+        purpose: Purpose,
+        admit: &dyn Fn(&Identity) -> Result<(), String>,
+    ) -> Result<Endorsed, Box<ProposalResponse>> {
         let refuse = |status: i32, message: String| {
             tracing::debug!(status, %message, "proposal refused");
             Box::new(error_response(status, message))
@@ -128,6 +140,7 @@ impl Endorser {
                     format!("the proposal's signature does not verify: {e}"),
                 )
             })?;
+        admit(&creator).map_err(|why| refuse(403, why))?;
         if purpose == Purpose::Endorse && !matches!(creator.role(), Role::Admin | Role::Client) {
             return Err(refuse(
                 403,

@@ -468,15 +468,13 @@ async fn scenario(transport: Transport) {
     let _ = tokio::time::timeout(Duration::from_secs(5), h.wait_for(|x| *x > height)).await;
     cluster.stop_node(leader).await;
     drop(node);
-    let mut lost = 0;
+    // Whether each of them made it is a race; the acknowledged ones must be in the chain.
     for task in in_flight {
         let (e, r) = task.await.unwrap();
-        match r {
-            Ok(_) => sent.push(e),
-            Err(_) => lost += 1,
+        if r.is_ok() {
+            sent.push(e);
         }
     }
-    assert!(lost < 40 || sent.len() >= 25, "nothing was in flight");
     let new_leader = cluster.leader(Some(leader)).await;
     assert_ne!(new_leader, leader);
     let acks = futures_join(

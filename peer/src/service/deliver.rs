@@ -19,7 +19,7 @@ use mercato_proto::pb::protos::{
     ChaincodeEvent, DeliverResponse, FilteredBlock, FilteredChaincodeAction, FilteredTransaction,
     FilteredTransactionActions,
 };
-use mercato_proto::transaction::{parse_envelope, parse_transaction};
+use mercato_proto::transaction::{parse_envelope, parse_envelope_message, parse_transaction};
 use prost::Message;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
@@ -130,7 +130,7 @@ async fn seek(
     let channel2 = Arc::clone(channel);
     let checked = blocking(move || -> Result<SeekInfo, (FabricStatus, String)> {
         let bad = |m: String| (FabricStatus::BadRequest, m);
-        let parsed = parse_envelope(&envelope.encode_to_vec(), &channel2.limits)
+        let parsed = parse_envelope_message(envelope, &channel2.limits)
             .map_err(|e| bad(format!("malformed seek request: {e}")))?;
         if parsed.header.channel_header.r#type != HeaderType::DeliverSeekInfo as i32 {
             return Err(bad(format!(

@@ -53,16 +53,13 @@ impl GatewayApi for GatewayService {
             Status::invalid_argument("EvaluateRequest.proposed_transaction is missing")
         })?;
         let channel = Arc::clone(&self.channel);
+        // Only readers of the channel query it, checked on the creator before anything runs.
         let outcome = blocking(move || {
-            // Only readers of the channel query it: the creator is checked against the channel's
-            // Readers policy before anything runs.
-            let parsed =
-                mercato_proto::proposal::parse_signed_proposal(&signed, &channel.limits)
-                    .map_err(|e| Status::invalid_argument(format!("malformed proposal: {e}")))?;
-            channel.reader(&parsed.header.creator)?;
-            Ok::<_, Status>(channel.endorser.endorse(&signed, Purpose::Evaluate))
+            channel
+                .endorser
+                .endorse_admitted(&signed, Purpose::Evaluate, &|id| channel.may_read(id))
         })
-        .await??;
+        .await?;
         match outcome {
             Ok(endorsed) => Ok(Response::new(EvaluateResponse {
                 result: endorsed.response.response,

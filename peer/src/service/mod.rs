@@ -73,19 +73,27 @@ impl PeerChannel {
                 self.channel_id
             ))
         })?;
-        if !self
+        self.may_read(&id)
+            .map_err(tonic::Status::permission_denied)?;
+        Ok(id)
+    }
+
+    /// Whether a verified identity is allowed to read the channel.
+    fn may_read(&self, id: &Identity) -> Result<(), String> {
+        if self
             .readers
-            .evaluate(&[Arc::clone(&id)], &self.org_policies)
+            .evaluate(std::slice::from_ref(id), &self.org_policies)
         {
-            return Err(tonic::Status::permission_denied(format!(
+            Ok(())
+        } else {
+            Err(format!(
                 "{} of {} may not read channel {} (policy {})",
                 id.common_name(),
                 id.msp_id(),
                 self.channel_id,
                 self.readers
-            )));
+            ))
         }
-        Ok(id)
     }
 
     fn check_channel(&self, channel_id: &str) -> Result<(), tonic::Status> {
