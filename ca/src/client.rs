@@ -29,7 +29,6 @@ use std::time::Duration;
 use mercato_proto::pb::mercato as pb;
 use pb::certificate_authority_client::CertificateAuthorityClient;
 use prost::Message;
-use ring::rand::{SecureRandom, SystemRandom};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::authority::RevocationReason;
@@ -406,11 +405,7 @@ pub fn sign_request(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0);
-    let mut nonce = vec![0u8; 24];
-    SystemRandom::new()
-        .fill(&mut nonce)
-        .map_err(|_| Error::Key("the system random generator failed".into()))?;
-    sign_request_at(signer, body, now, nonce)
+    sign_request_at(signer, body, now, crate::crypto::random_nonce()?)
 }
 
 /// Signs a request body as `signer` with a given timestamp and nonce (for tests of the replay

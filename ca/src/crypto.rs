@@ -460,6 +460,17 @@ pub fn pem_blocks(pem: &[u8], label: &str) -> Result<Vec<Vec<u8>>> {
         .collect())
 }
 
+/// A fresh 24-byte nonce from the system's secure generator (Fabric's nonce size), for the
+/// headers of proposals and signed requests.
+pub fn random_nonce() -> Result<Vec<u8>> {
+    use ring::rand::SecureRandom;
+    let mut nonce = vec![0u8; 24];
+    SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| Error::Key("the system random generator failed".into()))?;
+    Ok(nonce)
+}
+
 /// Encodes DER as one PEM block.
 pub fn to_pem(label: &str, der: &[u8]) -> String {
     pem::encode(&pem::Pem::new(label, der.to_vec()))

@@ -191,10 +191,12 @@ pub async fn start(config: &Config) -> Result<Running> {
         org_policies: channel.org_policies(),
         readers: channel.policies.readers.clone(),
     };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let broadcast = AtomicBroadcastService::new(
         Arc::clone(&node),
         read_policy,
         ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&roots)),
+        stopped.clone(),
     );
     let consenter_certs = channel
         .consenters
@@ -215,7 +217,6 @@ pub async fn start(config: &Config) -> Result<Running> {
         .await
         .map_err(|e| cfg(format!("listening on {}: {e}", config.node.operations)))?;
     let operations = ops_listener.local_addr().map_err(cfg)?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut grpc_stop = stopped.clone();
     let router = Server::builder()
         .tls_config(server_tls)

@@ -63,6 +63,9 @@ struct Inner {
     /// How this node reaches the leader's orderer (TLS roots of the orderer organisations).
     forward_tls: ClientTlsConfig,
     clients: Mutex<BTreeMap<String, AtomicBroadcastClient<Channel>>>,
+    /// Turns true when the node stops: open Deliver streams end then, so that the server's
+    /// graceful shutdown does not wait on clients that wait for blocks.
+    closing: tokio::sync::watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for AtomicBroadcastService {
@@ -74,13 +77,20 @@ impl std::fmt::Debug for AtomicBroadcastService {
 }
 
 impl AtomicBroadcastService {
-    /// The service of `node`, forwarding to the leader with `forward_tls`.
-    pub fn new(node: Arc<OrdererNode>, read: ReadPolicy, forward_tls: ClientTlsConfig) -> Self {
+    /// The service of `node`, forwarding to the leader with `forward_tls`; its Deliver streams
+    /// end when `closing` turns true.
+    pub fn new(
+        node: Arc<OrdererNode>,
+        read: ReadPolicy,
+        forward_tls: ClientTlsConfig,
+        closing: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         AtomicBroadcastService(Arc::new(Inner {
             node,
             read: Arc::new(read),
             forward_tls,
             clients: Mutex::new(BTreeMap::new()),
+            closing,
         }))
     }
 }
@@ -200,7 +210,8 @@ impl AtomicBroadcast for AtomicBroadcastService {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(DELIVER_BUFFER);
         let service = Arc::clone(&self.0);
-        tokio::spawn(async move {
+        let mut closing = self.0.closing.clone();
+        let session = async move {
             loop {
                 let envelope = match inbound.message().await {
                     Ok(Some(e)) => e,
@@ -226,6 +237,12 @@ impl AtomicBroadcast for AtomicBroadcastService {
                 if tx.send(Ok(reply)).await.is_err() {
                     return;
                 }
+            }
+        };
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = session => {}
+                _ = closing.wait_for(|c| *c) => {}
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))

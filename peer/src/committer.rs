@@ -309,6 +309,19 @@ impl Pipeline {
             .clone()
     }
 
+    /// Why the pipeline stopped, once a thread of it has ended (a ledger failure); `None` while
+    /// it runs.
+    pub fn stopped(&self) -> Option<String> {
+        let ended = self
+            .threads
+            .iter()
+            .any(|t| t.as_ref().is_none_or(|t| t.is_finished()));
+        ended.then(|| {
+            self.last_failure()
+                .unwrap_or_else(|| "the pipeline's threads ended".into())
+        })
+    }
+
     /// Commits everything queued and stops the threads.
     pub fn finish(mut self) -> Option<String> {
         self.stop();

@@ -38,6 +38,17 @@ pub struct Endorser {
     signer: Arc<dyn mercato_proto::Signer>,
     memo: Option<Arc<EndorsementMemo>>,
     limits: Limits,
+    /// Counters for the operations port.
+    pub metrics: EndorserMetrics,
+}
+
+/// What the endorser counts.
+#[derive(Debug, Default)]
+pub struct EndorserMetrics {
+    /// Proposals simulated and signed.
+    pub endorsed: std::sync::atomic::AtomicU64,
+    /// Proposals refused (by the checks or the chaincode).
+    pub refused: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Endorser {
@@ -77,6 +88,7 @@ impl Endorser {
             signer,
             memo,
             limits,
+            metrics: EndorserMetrics::default(),
         }
     }
 
@@ -102,6 +114,21 @@ impl Endorser {
     /// verified creator before anything runs (the gateway's Readers policy for Evaluate); its
     /// refusal is answered with 403.
     pub fn endorse_admitted(
+        &self,
+        signed: &SignedProposal,
+        purpose: Purpose,
+        admit: &dyn Fn(&Identity) -> Result<(), String>,
+    ) -> Result<Endorsed, Box<ProposalResponse>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let outcome = self.run(signed, purpose, admit);
+        match &outcome {
+            Ok(_) => self.metrics.endorsed.fetch_add(1, Relaxed),
+            Err(_) => self.metrics.refused.fetch_add(1, Relaxed),
+        };
+        outcome
+    }
+
+    fn run(
         &self,
         signed: &SignedProposal,
         purpose: Purpose,

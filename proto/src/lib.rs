@@ -23,6 +23,7 @@
 //! - [`block`]: build and parse blocks, their metadata and the bytes the orderer signs.
 //! - [`config`]: the genesis block and the channel configuration it carries.
 //! - [`deliver`]: seek requests resolved to block ranges.
+//! - [`status`]: the `gateway.ErrorDetail`s a failed Gateway call carries in its status details.
 //! - [`validation`]: [`ValidationCode`], Fabric's codes and Mercato's own.
 //! - [`limits`]: size limits on everything decoded.
 //! - [`error`]: [`ParseError`] and [`BuildError`].
@@ -37,6 +38,7 @@ pub mod limits;
 pub mod proposal;
 pub mod response;
 pub mod signer;
+pub mod status;
 pub mod transaction;
 pub mod validation;
 

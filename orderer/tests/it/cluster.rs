@@ -258,10 +258,12 @@ impl Cluster {
             };
             let forward =
                 ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.root_pem));
+            let (closing_tx, closing) = tokio::sync::watch::channel(false);
             let broadcast = AtomicBroadcastServer::new(AtomicBroadcastService::new(
                 Arc::clone(&node),
                 read,
                 forward,
+                closing,
             ));
             // Clients need no certificate on this port; the Raft service demands one.
             let server_tls = ServerTlsConfig::new()
@@ -285,8 +287,9 @@ impl Cluster {
                     .add_service(broadcast)
                     .serve_with_incoming_shutdown(
                         tonic::transport::server::TcpIncoming::from(listener),
-                        async {
+                        async move {
                             let _ = stopped.await;
+                            let _ = closing_tx.send(true);
                         },
                     ),
             );

@@ -30,11 +30,15 @@ use super::{DELIVER_BUFFER, PeerChannel, blocking};
 
 pub(super) struct DeliverService {
     channel: Arc<PeerChannel>,
+    closing: tokio::sync::watch::Receiver<bool>,
 }
 
 impl DeliverService {
-    pub(super) fn new(channel: Arc<PeerChannel>) -> Self {
-        DeliverService { channel }
+    pub(super) fn new(
+        channel: Arc<PeerChannel>,
+        closing: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        DeliverService { channel, closing }
     }
 }
 
@@ -60,6 +64,7 @@ impl DeliverApi for DeliverService {
             Arc::clone(&self.channel),
             request.into_inner(),
             Form::Blocks,
+            self.closing.clone(),
         )))
     }
 
@@ -71,6 +76,7 @@ impl DeliverApi for DeliverService {
             Arc::clone(&self.channel),
             request.into_inner(),
             Form::Filtered,
+            self.closing.clone(),
         )))
     }
 
@@ -90,9 +96,14 @@ fn status(s: FabricStatus) -> DeliverResponse {
     }
 }
 
-fn serve(channel: Arc<PeerChannel>, mut inbound: Streaming<Envelope>, form: Form) -> Stream {
+fn serve(
+    channel: Arc<PeerChannel>,
+    mut inbound: Streaming<Envelope>,
+    form: Form,
+    closing: tokio::sync::watch::Receiver<bool>,
+) -> Stream {
     let (tx, rx) = mpsc::channel(DELIVER_BUFFER);
-    tokio::spawn(async move {
+    let session = async move {
         loop {
             let envelope = match inbound.message().await {
                 Ok(Some(e)) => e,
@@ -118,7 +129,8 @@ fn serve(channel: Arc<PeerChannel>, mut inbound: Streaming<Envelope>, form: Form
                 return;
             }
         }
-    });
+    };
+    super::spawn_until_closing(session, closing);
     ReceiverStream::new(rx)
 }
 

@@ -1,30 +1,55 @@
-//! `gateway.Gateway`: Evaluate (a query on this peer) and CommitStatus (waits for a
-//! transaction's commit and answers its code and block). Endorse, Submit and ChaincodeEvents
-//! need the ordering service and other organisations' peers, and are refused as not
-//! implemented until those are built.
+//! `gateway.Gateway`: Evaluate (a query on this peer), Endorse (gathers the endorsements the
+//! chaincode's policy needs; see [`crate::gateway`]), Submit (to the ordering service),
+//! CommitStatus (waits for a transaction's commit and answers its code and block) and
+//! ChaincodeEvents (a chaincode's events block by block, resumable after a transaction).
+//! Failures of other organisations or orderers travel as `gateway.ErrorDetail`s in the status
+//! details, as Fabric's gateway sends them.
 
 use std::sync::Arc;
 
+use mercato_proto::Limits;
+use mercato_proto::block::metadata_entry;
+use mercato_proto::pb::common::{Block, BlockMetadataIndex};
 use mercato_proto::pb::gateway::gateway_server::Gateway as GatewayApi;
 use mercato_proto::pb::gateway::{
-    ChaincodeEventsResponse, CommitStatusRequest, CommitStatusResponse, EndorseRequest,
-    EndorseResponse, EvaluateRequest, EvaluateResponse, SignedChaincodeEventsRequest,
-    SignedCommitStatusRequest, SubmitRequest, SubmitResponse,
+    ChaincodeEventsRequest, ChaincodeEventsResponse, CommitStatusRequest, CommitStatusResponse,
+    EndorseRequest, EndorseResponse, ErrorDetail, EvaluateRequest, EvaluateResponse,
+    SignedChaincodeEventsRequest, SignedCommitStatusRequest, SubmitRequest, SubmitResponse,
 };
+use mercato_proto::pb::orderer::seek_position::Type as Seek;
+use mercato_proto::pb::protos::ChaincodeEvent;
+use mercato_proto::status::encode_error_details;
+use mercato_proto::transaction::{parse_envelope_message, parse_transaction};
 use prost::Message;
 use tokio::sync::broadcast::error::RecvError;
-use tonic::{Request, Response, Status};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Request, Response, Status};
 
 use super::{PeerChannel, blocking};
 use crate::endorser::Purpose;
+use crate::gateway::{EndorseError, Gateway};
+use crate::orderers::BroadcastError;
 
 pub(super) struct GatewayService {
     channel: Arc<PeerChannel>,
+    closing: tokio::sync::watch::Receiver<bool>,
 }
 
 impl GatewayService {
-    pub(super) fn new(channel: Arc<PeerChannel>) -> Self {
-        GatewayService { channel }
+    pub(super) fn new(
+        channel: Arc<PeerChannel>,
+        closing: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        GatewayService { channel, closing }
+    }
+
+    fn gateway(&self) -> Result<&Arc<Gateway>, Status> {
+        self.channel.gateway.as_ref().ok_or_else(|| {
+            Status::unimplemented(
+                "this peer runs without a gateway (no orderers or other peers configured)",
+            )
+        })
     }
 }
 
@@ -121,29 +146,281 @@ impl GatewayApi for GatewayService {
 
     async fn endorse(
         &self,
-        _request: Request<EndorseRequest>,
+        request: Request<EndorseRequest>,
     ) -> Result<Response<EndorseResponse>, Status> {
-        Err(Status::unimplemented(
-            "Endorse is not served yet: it needs the ordering service and other organisations' peers",
-        ))
+        let r = request.into_inner();
+        self.channel.check_channel(&r.channel_id)?;
+        let gateway = self.gateway()?;
+        let signed = r.proposed_transaction.ok_or_else(|| {
+            Status::invalid_argument("EndorseRequest.proposed_transaction is missing")
+        })?;
+        match gateway.endorse(signed, &r.endorsing_organizations).await {
+            Ok((envelope, proposal)) => {
+                if !r.transaction_id.is_empty()
+                    && r.transaction_id != proposal.header.channel_header.tx_id
+                {
+                    return Err(Status::invalid_argument(format!(
+                        "EndorseRequest.transaction_id {:?} is not the proposal's txid {:?}",
+                        r.transaction_id, proposal.header.channel_header.tx_id
+                    )));
+                }
+                Ok(Response::new(EndorseResponse {
+                    prepared_transaction: Some(envelope),
+                }))
+            }
+            Err(e) => Err(endorse_error(e)),
+        }
     }
 
     async fn submit(
         &self,
-        _request: Request<SubmitRequest>,
+        request: Request<SubmitRequest>,
     ) -> Result<Response<SubmitResponse>, Status> {
-        Err(Status::unimplemented(
-            "Submit is not served yet: it needs the ordering service",
-        ))
+        let r = request.into_inner();
+        self.channel.check_channel(&r.channel_id)?;
+        let gateway = self.gateway()?;
+        let envelope = r.prepared_transaction.ok_or_else(|| {
+            Status::invalid_argument("SubmitRequest.prepared_transaction is missing")
+        })?;
+        if envelope.signature.is_empty() {
+            return Err(Status::invalid_argument(
+                "the prepared transaction is not signed: sign Envelope.payload as its creator",
+            ));
+        }
+        // The creator's signature is checked here, so that a tampered or unsigned transaction
+        // is refused with a reason rather than ordered and invalidated.
+        let channel = Arc::clone(&self.channel);
+        let checked = envelope.clone();
+        let txid = r.transaction_id;
+        blocking(move || -> Result<(), Status> {
+            let parsed = parse_envelope_message(checked, &channel.limits).map_err(|e| {
+                Status::invalid_argument(format!("malformed prepared transaction: {e}"))
+            })?;
+            let header = &parsed.header.channel_header;
+            channel.check_channel(&header.channel_id)?;
+            if !txid.is_empty() && txid != header.tx_id {
+                return Err(Status::invalid_argument(format!(
+                    "SubmitRequest.transaction_id {txid:?} is not the transaction's {:?}",
+                    header.tx_id
+                )));
+            }
+            let creator = channel.msps.identity(&parsed.header.creator).map_err(|e| {
+                Status::permission_denied(format!(
+                    "the transaction's creator is not a valid member of the channel: {e}"
+                ))
+            })?;
+            creator
+                .verify(&parsed.payload_bytes, &parsed.signature)
+                .map_err(|e| {
+                    Status::permission_denied(format!(
+                        "the transaction's signature does not verify: {e}"
+                    ))
+                })
+        })
+        .await??;
+        match gateway.orderers().broadcast(envelope).await {
+            Ok(()) => Ok(Response::new(SubmitResponse {})),
+            Err(e) => Err(broadcast_error(e)),
+        }
     }
 
-    type ChaincodeEventsStream =
-        tokio_stream::wrappers::ReceiverStream<Result<ChaincodeEventsResponse, Status>>;
+    type ChaincodeEventsStream = ReceiverStream<Result<ChaincodeEventsResponse, Status>>;
 
     async fn chaincode_events(
         &self,
-        _request: Request<SignedChaincodeEventsRequest>,
+        request: Request<SignedChaincodeEventsRequest>,
     ) -> Result<Response<Self::ChaincodeEventsStream>, Status> {
-        Err(Status::unimplemented("ChaincodeEvents is not served yet"))
+        let signed = request.into_inner();
+        let r = ChaincodeEventsRequest::decode(signed.request.as_slice()).map_err(|e| {
+            Status::invalid_argument(format!("ChaincodeEventsRequest does not decode: {e}"))
+        })?;
+        self.channel.check_channel(&r.channel_id)?;
+        if r.chaincode_id.is_empty() || r.chaincode_id.len() > 256 {
+            return Err(Status::invalid_argument(format!(
+                "chaincode id {:?}: 1 to 256 characters",
+                r.chaincode_id
+            )));
+        }
+        let channel = Arc::clone(&self.channel);
+        let (identity, request_bytes, signature) =
+            (r.identity.clone(), signed.request, signed.signature);
+        blocking(move || -> Result<(), Status> {
+            let id = channel.reader(&identity)?;
+            id.verify(&request_bytes, &signature).map_err(|e| {
+                Status::permission_denied(format!("the request's signature does not verify: {e}"))
+            })
+        })
+        .await??;
+        let height = self.channel.committer.height();
+        let start = match r.start_position.and_then(|p| p.r#type) {
+            // As Fabric's gateway: by default, the next block to commit; newest is the last one.
+            None | Some(Seek::NextCommit(_)) => height,
+            Some(Seek::Newest(_)) => height.saturating_sub(1),
+            Some(Seek::Oldest(_)) => 0,
+            Some(Seek::Specified(s)) => s.number,
+        };
+        let (tx, rx) = mpsc::channel(EVENTS_BUFFER);
+        let channel = Arc::clone(&self.channel);
+        super::spawn_until_closing(
+            stream_events(channel, tx, r.chaincode_id, start, r.after_transaction_id),
+            self.closing.clone(),
+        );
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// How many event responses a stream buffers before it waits for the client.
+const EVENTS_BUFFER: usize = 4;
+
+/// Sends the chaincode's events block by block from `start`, waiting for new blocks; in the
+/// first block, events up to and including `after_txid` are skipped (a resumed stream).
+async fn stream_events(
+    channel: Arc<PeerChannel>,
+    tx: mpsc::Sender<Result<ChaincodeEventsResponse, Status>>,
+    chaincode: String,
+    start: u64,
+    after_txid: String,
+) {
+    let mut events = channel.committer.subscribe();
+    let mut n = start;
+    let mut skip_until = (!after_txid.is_empty()).then_some(after_txid);
+    loop {
+        if channel.committer.height() <= n {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => {
+                        let _ = tx.send(Err(Status::unavailable("the committer has stopped"))).await;
+                        return;
+                    }
+                },
+                _ = tx.closed() => return,
+            }
+        }
+        let store = Arc::clone(&channel.store);
+        let limits = channel.limits.clone();
+        let chaincode2 = chaincode.clone();
+        let found = blocking(move || -> Result<Vec<ChaincodeEvent>, String> {
+            let bytes = store
+                .block(n)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("block {n} is missing from the ledger"))?;
+            let block = Block::decode(bytes.as_slice()).map_err(|e| e.to_string())?;
+            Ok(block_events(&block, &chaincode2, &limits))
+        })
+        .await;
+        let mut found = match found {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                tracing::error!(block = n, error = %e, "chaincode events could not read a block");
+                let _ = tx.send(Err(Status::internal(e))).await;
+                return;
+            }
+            Err(s) => {
+                let _ = tx.send(Err(s)).await;
+                return;
+            }
+        };
+        if let Some(after) = skip_until.take()
+            && let Some(at) = found.iter().position(|e| e.tx_id == after)
+        {
+            found.drain(..=at);
+        }
+        if !found.is_empty()
+            && tx
+                .send(Ok(ChaincodeEventsResponse {
+                    events: found,
+                    block_number: n,
+                }))
+                .await
+                .is_err()
+        {
+            return;
+        }
+        n += 1;
+    }
+}
+
+/// The events of `chaincode` set by the valid transactions of a committed block, in order.
+fn block_events(block: &Block, chaincode: &str, limits: &Limits) -> Vec<ChaincodeEvent> {
+    let codes = metadata_entry(block, BlockMetadataIndex::TransactionsFilter).unwrap_or_default();
+    let envelopes = block
+        .data
+        .as_ref()
+        .map(|d| d.data.as_slice())
+        .unwrap_or_default();
+    envelopes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| codes.get(*i) == Some(&0))
+        .filter_map(|(_, env)| parse_transaction(env, limits).ok())
+        .filter(|tx| !tx.action.events.is_empty())
+        .filter_map(|tx| ChaincodeEvent::decode(tx.action.events.as_slice()).ok())
+        .filter(|e| e.chaincode_id == chaincode)
+        .collect()
+}
+
+/// A gRPC status carrying `gateway.ErrorDetail`s.
+fn with_details(code: Code, message: String, details: &[ErrorDetail]) -> Status {
+    let bytes = encode_error_details(code as i32, &message, details);
+    Status::with_details(code, message, bytes.into())
+}
+
+/// The gRPC status for a failed Endorse (Fabric's gateway answers ABORTED with details for an
+/// endorser's refusal).
+fn endorse_error(e: EndorseError) -> Status {
+    match e {
+        EndorseError::BadProposal(m) => Status::invalid_argument(m),
+        EndorseError::Unsatisfiable { message, details } => {
+            with_details(Code::FailedPrecondition, message, &details)
+        }
+        EndorseError::Refused {
+            status,
+            message,
+            details,
+        } => {
+            let code = match status {
+                400 => Code::InvalidArgument,
+                403 => Code::PermissionDenied,
+                404 => Code::NotFound,
+                _ => Code::Aborted,
+            };
+            with_details(code, message, &details)
+        }
+        EndorseError::Mismatch { message, details } => {
+            with_details(Code::Aborted, message, &details)
+        }
+        EndorseError::Internal(m) => Status::internal(m),
+    }
+}
+
+/// The gRPC status for a failed Submit.
+fn broadcast_error(e: BroadcastError) -> Status {
+    let message = e.to_string();
+    match e {
+        BroadcastError::Refused {
+            address,
+            info,
+            status,
+        } => with_details(
+            Code::Aborted,
+            message,
+            &[ErrorDetail {
+                address,
+                msp_id: String::new(),
+                message: format!("{} {info}", status.as_str_name()),
+            }],
+        ),
+        BroadcastError::Unavailable(failures) => {
+            let details: Vec<ErrorDetail> = failures
+                .into_iter()
+                .map(|(address, message)| ErrorDetail {
+                    address,
+                    msp_id: String::new(),
+                    message,
+                })
+                .collect();
+            with_details(Code::Unavailable, message, &details)
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The peer's gRPC services over TLS, Fabric-compatible: `protos.Endorser`, `gateway.Gateway`
-//! (Evaluate and CommitStatus; Endorse, Submit and ChaincodeEvents need the ordering service and
-//! are not served yet) and `protos.Deliver` (blocks and filtered blocks).
+//! (Evaluate, Endorse, Submit, CommitStatus, ChaincodeEvents) and `protos.Deliver` (blocks and
+//! filtered blocks).
 //!
 //! Every service works on one [`PeerChannel`]: the channel's MSPs and policies, the ledger, the
 //! committer (for waiting on commits) and the endorser. Requests are checked here (identity,
@@ -52,6 +52,8 @@ pub struct PeerChannel {
     pub committer: Arc<Committer>,
     /// The endorser.
     pub endorser: Arc<Endorser>,
+    /// The gateway (Endorse, Submit); without one those calls are refused as not served.
+    pub gateway: Option<Arc<crate::gateway::Gateway>>,
     /// Size limits for parsing.
     pub limits: Limits,
 }
@@ -114,8 +116,12 @@ impl PeerChannel {
 pub struct PeerTls {
     pub cert_pem: Vec<u8>,
     pub key_pem: Vec<u8>,
-    /// With roots, clients must present a certificate (Fabric's `clientAuthRequired`).
+    /// The roots client certificates are checked against (other peers' TLS CAs, for mutual
+    /// TLS between peers).
     pub client_roots_pem: Option<Vec<u8>>,
+    /// Whether every client must present a certificate (Fabric's `clientAuthRequired`);
+    /// otherwise one is optional and checked when presented.
+    pub client_auth_required: bool,
 }
 
 /// The peer's gRPC server, bound and ready to serve.
@@ -141,15 +147,26 @@ impl PeerServer {
         tls: &PeerTls,
         channel: Arc<PeerChannel>,
     ) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        Self::from_listener(listener, tls, channel)
+    }
+
+    /// Serves `channel` on a bound listener.
+    pub fn from_listener(
+        listener: tokio::net::TcpListener,
+        tls: &PeerTls,
+        channel: Arc<PeerChannel>,
+    ) -> std::io::Result<Self> {
         // Only ring is compiled in; naming it keeps rustls from refusing to choose.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let listener = tokio::net::TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         let mut config = ServerTlsConfig::new()
             .identity(TlsIdentity::from_pem(&tls.cert_pem, &tls.key_pem))
             .timeout(Duration::from_secs(10));
         if let Some(roots) = &tls.client_roots_pem {
-            config = config.client_ca_root(Certificate::from_pem(roots));
+            config = config
+                .client_ca_root(Certificate::from_pem(roots))
+                .client_auth_optional(!tls.client_auth_required);
         }
         Ok(PeerServer {
             listener,
@@ -177,6 +194,13 @@ impl PeerServer {
         } = self;
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         tracing::info!(addr = %local_addr, channel = %channel.channel_id, "peer serving");
+        // Streams that wait for blocks (Deliver, ChaincodeEvents) end when the server stops, so
+        // that its graceful shutdown does not wait on them.
+        let (closing_tx, closing) = tokio::sync::watch::channel(false);
+        let shutdown = async move {
+            shutdown.await;
+            let _ = closing_tx.send(true);
+        };
         Server::builder()
             .tls_config(tls)?
             .http2_keepalive_interval(Some(Duration::from_secs(60)))
@@ -187,17 +211,33 @@ impl PeerServer {
                     .max_decoding_message_size(MAX_REQUEST_BYTES),
             )
             .add_service(
-                GatewayServer::new(gateway::GatewayService::new(Arc::clone(&channel)))
-                    .max_decoding_message_size(MAX_REQUEST_BYTES),
+                GatewayServer::new(gateway::GatewayService::new(
+                    Arc::clone(&channel),
+                    closing.clone(),
+                ))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
             )
             .add_service(
-                DeliverServer::new(deliver::DeliverService::new(channel))
+                DeliverServer::new(deliver::DeliverService::new(channel, closing))
                     .max_decoding_message_size(MAX_REQUEST_BYTES)
                     .max_encoding_message_size(MAX_RESPONSE_BYTES),
             )
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
     }
+}
+
+/// Runs `session` until it ends or `closing` turns true.
+fn spawn_until_closing(
+    session: impl Future<Output = ()> + Send + 'static,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = session => {}
+            _ = closing.wait_for(|c| *c) => {}
+        }
+    });
 }
 
 /// Runs CPU-bound work off the async threads.

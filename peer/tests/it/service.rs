@@ -49,6 +49,7 @@ fn tls() -> (PeerTls, Vec<u8>) {
         cert_pem: to_pem("CERTIFICATE", &der).into_bytes(),
         key_pem: to_pem("PRIVATE KEY", &pkcs8).into_bytes(),
         client_roots_pem: None,
+        client_auth_required: false,
     };
     (server, ca.root_pem().into_bytes())
 }
@@ -84,6 +85,7 @@ async fn start() -> Peer {
         store,
         committer: Arc::clone(&committer),
         endorser,
+        gateway: None,
         limits: Limits::default(),
     });
     let (server_tls, root) = tls();

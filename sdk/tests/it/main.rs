@@ -1,0 +1,4 @@
+//! Integration tests of the SDK against an in-process network of real nodes.
+
+mod gateway;
+mod net;
