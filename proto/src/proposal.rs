@@ -179,13 +179,15 @@ pub fn parse_header(header: &Header, limits: &Limits) -> Result<ParsedHeader, Pa
             layer: "SignatureHeader.creator",
         });
     }
-    if signature_header.nonce.is_empty() {
-        return Err(ParseError::Missing {
-            layer: "SignatureHeader.nonce",
-        });
-    }
     let mut chaincode_id = None;
     if channel_header.r#type == HeaderType::EndorserTransaction as i32 {
+        // The nonce makes the txid unique. Other messages (a Deliver seek request: Fabric's
+        // clients send none) may go without.
+        if signature_header.nonce.is_empty() {
+            return Err(ParseError::Missing {
+                layer: "SignatureHeader.nonce",
+            });
+        }
         check_name("ChannelHeader.tx_id", &channel_header.tx_id, limits)?;
         match &channel_header.timestamp {
             None => {

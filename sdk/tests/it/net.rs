@@ -51,11 +51,13 @@ pub struct Org {
     pub port: u16,
     pub admin: Arc<SigningIdentity>,
     pub client: Arc<SigningIdentity>,
+    /// The client's private key, PKCS#8 DER.
+    pub client_key: Vec<u8>,
 }
 
 pub struct Net {
     /// Every node's files (removed when the network is dropped).
-    pub _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
     pub orgs: Vec<Org>,
     pub orderer_configs: Vec<mercato_orderer::config::Config>,
     pub orderers: Vec<Option<mercato_orderer::run::Running>>,
@@ -115,13 +117,15 @@ impl Net {
             .map(|id| {
                 let ca = TestOrg::new(id);
                 let admin = ca.member("admin", Role::Admin, KeyAlgorithm::EcdsaP256);
-                let client = ca.member("seller1", Role::Client, KeyAlgorithm::EcdsaP256);
+                let (client, client_key) =
+                    ca.member_with_key("seller1", Role::Client, KeyAlgorithm::EcdsaP256);
                 Org {
                     tls: TestTls::new(&format!("tlsca.{id}")),
                     ca,
                     port: free_port(),
                     admin: Arc::new(admin),
                     client: Arc::new(client),
+                    client_key,
                 }
             })
             .collect();
@@ -245,7 +249,7 @@ impl Net {
             })
             .collect();
         let mut net = Net {
-            _dir: dir,
+            dir,
             orgs,
             orderers: Vec::new(),
             orderer_configs,
