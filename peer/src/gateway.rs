@@ -497,6 +497,46 @@ impl Gateway {
         })
     }
 
+    /// This peer's organisation.
+    pub fn msp_id(&self) -> &str {
+        &self.msp_id
+    }
+
+    /// Evaluates a proposal on a peer of another organisation (Evaluate's
+    /// `target_organizations`): its proposal response, or why none of its peers answered.
+    pub async fn evaluate_on(
+        &self,
+        org: &str,
+        signed: SignedProposal,
+    ) -> std::result::Result<ProposalResponse, ErrorDetail> {
+        let unreachable = |address: String, message: String| ErrorDetail {
+            address,
+            msp_id: org.to_owned(),
+            message,
+        };
+        let Some(peers) = self.remote.get(org).filter(|p| !p.is_empty()) else {
+            return Err(unreachable(
+                String::new(),
+                format!("the channel configuration lists no peer of {org}"),
+            ));
+        };
+        let mut last = String::new();
+        for peer in peers {
+            let mut client = peer.client.clone();
+            match tokio::time::timeout(ENDORSE_TIMEOUT, client.process_proposal(signed.clone()))
+                .await
+            {
+                Ok(Ok(r)) => return Ok(r.into_inner()),
+                Ok(Err(status)) => last = format!("{:?}: {}", status.code(), status.message()),
+                Err(_) => last = "timed out".into(),
+            }
+        }
+        Err(unreachable(
+            peers.last().map(|p| p.address.clone()).unwrap_or_default(),
+            last,
+        ))
+    }
+
     fn detail(&self, address: &str, org: &str, status: i32, message: &str) -> ErrorDetail {
         ErrorDetail {
             address: address.to_owned(),

@@ -77,6 +77,30 @@ impl GatewayApi for GatewayService {
         let signed = r.proposed_transaction.ok_or_else(|| {
             Status::invalid_argument("EvaluateRequest.proposed_transaction is missing")
         })?;
+        // Run here unless the client named organisations that do not include this one; then on
+        // a peer of the first of them.
+        if let (Some(gateway), Some(first)) =
+            (&self.channel.gateway, r.target_organizations.first())
+            && !r.target_organizations.iter().any(|o| o == gateway.msp_id())
+        {
+            return match gateway.evaluate_on(first, signed).await {
+                Ok(response) => {
+                    let result = response.response.unwrap_or_default();
+                    if result.status >= mercato_proto::response::STATUS_ERROR_THRESHOLD {
+                        Err(refused(result.status, &result.message))
+                    } else {
+                        Ok(Response::new(EvaluateResponse {
+                            result: Some(result),
+                        }))
+                    }
+                }
+                Err(detail) => Err(with_details(
+                    Code::Unavailable,
+                    format!("no peer of {first} could evaluate the proposal"),
+                    &[detail],
+                )),
+            };
+        }
         let channel = Arc::clone(&self.channel);
         // Only readers of the channel query it, checked on the creator before anything runs.
         let outcome = blocking(move || {
@@ -122,6 +146,7 @@ impl GatewayApi for GatewayService {
         .await??;
         // Subscribe before looking, so that a commit between the two is not missed.
         let mut events = self.channel.committer.subscribe();
+        let deadline = tokio::time::Instant::now() + COMMIT_STATUS_LIMIT;
         loop {
             let location = self
                 .channel
@@ -134,10 +159,18 @@ impl GatewayApi for GatewayService {
                     block_number: l.block,
                 }));
             }
-            match events.recv().await {
+            let next = tokio::time::timeout_at(deadline, events.recv()).await;
+            match next {
+                Err(_) => {
+                    return Err(Status::deadline_exceeded(format!(
+                        "transaction {} has not committed within {} s; ask again",
+                        r.transaction_id,
+                        COMMIT_STATUS_LIMIT.as_secs()
+                    )));
+                }
                 // A block committed, or events were missed: look at the index again.
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => {
+                Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {}
+                Ok(Err(RecvError::Closed)) => {
                     return Err(Status::unavailable("the committer has stopped"));
                 }
             }
@@ -268,6 +301,9 @@ impl GatewayApi for GatewayService {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
+
+/// The longest a CommitStatus call waits for its transaction (a client may ask again).
+const COMMIT_STATUS_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// How many event responses a stream buffers before it waits for the client.
 const EVENTS_BUFFER: usize = 4;

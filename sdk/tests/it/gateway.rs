@@ -56,6 +56,13 @@ async fn submit_through_the_gateway_commits_the_same_state_on_both_peers() {
             .unwrap();
         assert_eq!(value, b"red shoes", "peer of org {i}");
     }
+    // Evaluated on the other organisation's peer, through this one's gateway.
+    let mut remote = mercato_sdk::Proposal::new("get", &[b"sku-1"]);
+    remote.endorsing_orgs = vec!["Brand2MSP".into()];
+    assert_eq!(
+        contract.evaluate_proposal(&remote).await.unwrap(),
+        b"red shoes"
+    );
     let states: Vec<_> = (0..2)
         .map(|i| net.peer(i).channel.store.state_snapshot().unwrap())
         .collect();

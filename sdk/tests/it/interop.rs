@@ -14,7 +14,10 @@ use crate::net::{CHANNEL, Net, testcc};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fabric_node_gateway_client_works_unchanged() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
-    if !dir.join("node_modules/@hyperledger/fabric-gateway").exists() {
+    if !dir
+        .join("node_modules/@hyperledger/fabric-gateway")
+        .exists()
+    {
         let why = format!(
             "the Fabric Node client is not installed: run `npm ci` in {}",
             dir.display()
@@ -24,14 +27,22 @@ async fn fabric_node_gateway_client_works_unchanged() {
         return;
     }
     let net = Net::start().await;
-    net.deploy("testcc", testcc(), "AND('Brand1MSP.peer', 'Brand2MSP.peer')")
-        .await;
+    net.deploy(
+        "testcc",
+        testcc(),
+        "AND('Brand1MSP.peer', 'Brand2MSP.peer')",
+    )
+    .await;
     let org = &net.orgs[0];
     let files = net.dir.path().join("node-client");
     std::fs::create_dir_all(&files).unwrap();
     std::fs::write(files.join("tls-ca.pem"), org.tls.root_pem()).unwrap();
     std::fs::write(files.join("cert.pem"), org.client.certificate_pem()).unwrap();
-    std::fs::write(files.join("key.pem"), to_pem("PRIVATE KEY", &org.client_key)).unwrap();
+    std::fs::write(
+        files.join("key.pem"),
+        to_pem("PRIVATE KEY", &org.client_key),
+    )
+    .unwrap();
     let peer = format!("127.0.0.1:{}", org.port);
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
@@ -60,7 +71,10 @@ async fn fabric_node_gateway_client_works_unchanged() {
         "ok - getBlockEvents",
         "ok - a chaincode error is an EndorseError with details",
     ] {
-        assert!(stdout.contains(check), "missing {check:?}:\n{stdout}\n{stderr}");
+        assert!(
+            stdout.contains(check),
+            "missing {check:?}:\n{stdout}\n{stderr}"
+        );
     }
     // Both organisations' peers hold what the Node client wrote.
     for i in 0..2 {
