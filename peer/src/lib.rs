@@ -1,6 +1,6 @@
 //! The Mercato peer: the ledger and the committer that validates ordered blocks and commits them,
-//! the chaincode host, the chaincode lifecycle and the endorser. The gateway and the peer node
-//! itself come with later issues.
+//! the chaincode host, the chaincode lifecycle, the endorser, the gateway, the client of the
+//! ordering service, and the node that puts them together.
 //!
 //! # Layout
 //! - [`ledger`]: the [`ledger::LedgerStore`] trait, [`ledger::SledLedgerStore`] and
@@ -16,8 +16,11 @@
 //! - [`lifecycle`]: installed packages, the `_lifecycle` system chaincode (approve, commit,
 //!   upgrade), definitions for validation and the rules that validate lifecycle transactions.
 //! - [`endorser`]: checks a signed proposal, simulates it and signs the proposal response.
-//! - [`service`]: the gRPC services over TLS: `protos.Endorser`, `gateway.Gateway` (Evaluate,
-//!   CommitStatus) and `protos.Deliver`.
+//! - [`gateway`]: endorsement planning and gathering across organisations, for Endorse.
+//! - [`orderers`]: Broadcast and Deliver against the ordering service, with fail-over.
+//! - [`service`]: the gRPC services over TLS: `protos.Endorser`, `gateway.Gateway` and
+//!   `protos.Deliver`.
+//! - [`node`]: the peer node's configuration and start-up, and its operations port.
 //! - [`committer`]: the [`committer::Committer`], its verify → commit pipeline, block events and
 //!   the rebuild of state from blocks.
 //! - [`error`]: [`Error`] and [`Result`].

@@ -8,6 +8,7 @@ mod crash;
 mod fixture;
 mod lifecycle;
 mod mvcc;
+mod node;
 mod pipeline;
 mod service;
 mod store;

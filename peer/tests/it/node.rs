@@ -1,0 +1,88 @@
+//! The peer node's configuration: the sample parses, environment overrides apply, bad settings
+//! are refused with what was wrong.
+
+use std::path::Path;
+
+use mercato_peer::node::Config;
+
+#[test]
+fn the_sample_configuration_parses_and_validates() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/peer.toml");
+    let c = Config::load(&path).unwrap();
+    c.validate().unwrap();
+    assert_eq!(c.identity.msp_id, "Brand1MSP");
+    // Paths are relative to the file.
+    assert!(
+        c.node.genesis.ends_with("deploy/genesis.block"),
+        "{:?}",
+        c.node.genesis
+    );
+    assert!(c.ledger_dir().ends_with("deploy/data/ledger"));
+}
+
+#[test]
+fn environment_overrides_and_refusals() {
+    let mut c = Config::default();
+    c.identity.msp_id = "Brand2MSP".into();
+    c.apply_env([
+        (
+            "MERCATO_PEER_LISTEN".to_string(),
+            "127.0.0.1:7151".to_string(),
+        ),
+        (
+            "MERCATO_PEER_TLS_CLIENT_AUTH_REQUIRED".to_string(),
+            "true".to_string(),
+        ),
+        ("MERCATO_PEER_VERIFY_THREADS".to_string(), "3".to_string()),
+        ("PATH".to_string(), "/bin".to_string()),
+    ])
+    .unwrap();
+    assert_eq!(c.node.listen, "127.0.0.1:7151");
+    assert!(c.tls.client_auth_required);
+    assert_eq!(c.ledger.verify_threads, 3);
+    c.validate().unwrap();
+
+    let e = c
+        .apply_env([("MERCATO_PEER_LISTN".to_string(), "x".to_string())])
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("unknown variable MERCATO_PEER_LISTN"),
+        "{e}"
+    );
+    let e = c
+        .apply_env([(
+            "MERCATO_PEER_VERIFY_THREADS".to_string(),
+            "many".to_string(),
+        )])
+        .unwrap_err();
+    assert!(e.to_string().contains("not a number"), "{e}");
+
+    let mut bad = c.clone();
+    bad.node.operations = "localhost".into();
+    assert!(
+        bad.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("node.operations")
+    );
+    let mut bad = c.clone();
+    bad.identity.msp_id.clear();
+    assert!(
+        bad.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("identity.msp_id")
+    );
+    let mut bad = c;
+    bad.ledger.verify_threads = 0;
+    assert!(
+        bad.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("verify_threads")
+    );
+
+    let e = Config::load(Path::new("/nonexistent/peer.toml")).unwrap_err();
+    assert!(e.to_string().contains("/nonexistent/peer.toml"), "{e}");
+}
