@@ -108,40 +108,41 @@ pub fn step(text: &str) {
     eprintln!("==> {text}");
 }
 
-/// Where the node binaries are: beside this program, built with cargo if missing.
+/// Where the node binaries are: `MERCATO_BIN_DIR` when set (used as it is), else beside this
+/// program, built first with cargo from the workspace so that they are never older than the
+/// source (cargo does nothing when they are current).
 pub fn binaries(workspace: &Path) -> Result<PathBuf> {
+    let names = ["mercato-ca", "mercato-orderer", "mercato-peer"];
+    if let Some(dir) = std::env::var_os("MERCATO_BIN_DIR") {
+        let dir = PathBuf::from(dir);
+        if let Some(missing) = names.iter().find(|n| !dir.join(n).exists()) {
+            bail!("MERCATO_BIN_DIR={}: no {missing} there", dir.display());
+        }
+        return Ok(dir);
+    }
     let exe = std::env::current_exe()?;
     let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
     if dir.ends_with("deps") {
         dir.pop();
     }
-    let names = ["mercato-ca", "mercato-orderer", "mercato-peer"];
-    if names.iter().all(|n| dir.join(n).exists()) {
+    if !workspace.join("Cargo.toml").exists() {
+        if let Some(missing) = names.iter().find(|n| !dir.join(n).exists()) {
+            bail!("no {missing} beside {} and no workspace to build it from", exe.display());
+        }
         return Ok(dir);
     }
     let release = dir.ends_with("release");
     step(&format!(
-        "building the node binaries ({} profile; the first build takes a few minutes)",
+        "building the node binaries ({} profile; a first build takes several minutes)",
         if release { "release" } else { "dev" }
     ));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "-p",
-        "mercato-ca",
-        "-p",
-        "mercato-orderer",
-        "-p",
-        "mercato-peer",
-    ]);
+    cmd.args(["build", "-q", "-p", "mercato-ca", "-p", "mercato-orderer", "-p", "mercato-peer"]);
     if release {
         cmd.arg("--release");
     }
-    let status = cmd
-        .current_dir(workspace)
-        .status()
-        .context("running cargo")?;
+    let status = cmd.current_dir(workspace).status().context("running cargo")?;
     if !status.success() {
         bail!("building the node binaries failed");
     }

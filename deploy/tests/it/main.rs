@@ -9,7 +9,11 @@ use mercato_deploy::demo::gateway;
 use mercato_deploy::network::{Kind, State, http_get, metric};
 
 fn deploy(args: &[&str], data: &Path) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mercato-deploy"))
+    let exe = Path::new(env!("CARGO_BIN_EXE_mercato-deploy"));
+    // The node binaries this test run built, beside the launcher: a nested cargo build would
+    // wait on the one running the tests.
+    let out = Command::new(exe)
+        .env("MERCATO_BIN_DIR", exe.parent().unwrap())
         .args(args)
         .arg("--data-dir")
         .arg(data)
