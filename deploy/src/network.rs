@@ -127,7 +127,10 @@ pub fn binaries(workspace: &Path) -> Result<PathBuf> {
     }
     if !workspace.join("Cargo.toml").exists() {
         if let Some(missing) = names.iter().find(|n| !dir.join(n).exists()) {
-            bail!("no {missing} beside {} and no workspace to build it from", exe.display());
+            bail!(
+                "no {missing} beside {} and no workspace to build it from",
+                exe.display()
+            );
         }
         return Ok(dir);
     }
@@ -138,11 +141,23 @@ pub fn binaries(workspace: &Path) -> Result<PathBuf> {
     ));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "-q", "-p", "mercato-ca", "-p", "mercato-orderer", "-p", "mercato-peer"]);
+    cmd.args([
+        "build",
+        "-q",
+        "-p",
+        "mercato-ca",
+        "-p",
+        "mercato-orderer",
+        "-p",
+        "mercato-peer",
+    ]);
     if release {
         cmd.arg("--release");
     }
-    let status = cmd.current_dir(workspace).status().context("running cargo")?;
+    let status = cmd
+        .current_dir(workspace)
+        .status()
+        .context("running cargo")?;
     if !status.success() {
         bail!("building the node binaries failed");
     }

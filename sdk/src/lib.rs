@@ -20,7 +20,8 @@
 //! # Layout
 //! - [`Gateway`] (a TLS connection and an identity), [`Network`] (a channel),
 //!   [`Contract`] (a chaincode): `evaluate`, `submit`, `submit_async` + [`Pending::status`],
-//!   chaincode events ([`Network::chaincode_events`]).
+//!   `endorse` → [`Transaction::submit`] as separate steps, chaincode events
+//!   ([`Network::chaincode_events`]).
 //! - [`error`]: [`Error`], typed by what the caller can do (an endorsement failure with each
 //!   organisation's reason, an MVCC conflict that is retryable, a commit failure with its code).
 //! - `bin/mercato.rs`: the `mercato` CLI (`tx submit|evaluate`, `events`).
@@ -444,6 +445,13 @@ impl Contract {
 
     /// Endorses and submits a proposal with transient data.
     pub async fn submit_proposal_async(&self, p: &Proposal) -> Result<Pending> {
+        self.endorse(p).await?.submit().await
+    }
+
+    /// Gathers the endorsements of a proposal (the gateway plans them) and returns the
+    /// transaction, signed by this identity, ready to submit. Until it is submitted nothing is
+    /// ordered; its reads are those of the state at endorsement.
+    pub async fn endorse(&self, p: &Proposal) -> Result<Transaction> {
         let g = &self.network.gateway;
         let (signed, txid) = self.signed(p)?;
         let mut call = tonic::Request::new(EndorseRequest {
@@ -470,10 +478,33 @@ impl Contract {
         let result = result_of(&envelope)?;
         sign_envelope(&mut envelope, g.identity.as_ref())
             .map_err(|e| Error::Config(format!("signing the transaction: {e}")))?;
+        Ok(Transaction {
+            network: self.network.clone(),
+            txid,
+            result,
+            envelope,
+        })
+    }
+}
+
+/// An endorsed, signed transaction not yet submitted.
+#[derive(Debug, Clone)]
+pub struct Transaction {
+    network: Network,
+    pub txid: String,
+    /// The chaincode's result payload, as endorsed.
+    pub result: Vec<u8>,
+    envelope: mercato_proto::pb::common::Envelope,
+}
+
+impl Transaction {
+    /// Hands the transaction to the ordering service through the gateway.
+    pub async fn submit(self) -> Result<Pending> {
+        let g = &self.network.gateway;
         let mut call = tonic::Request::new(SubmitRequest {
-            transaction_id: txid.clone(),
+            transaction_id: self.txid.clone(),
             channel_id: self.network.channel.clone(),
-            prepared_transaction: Some(envelope),
+            prepared_transaction: Some(self.envelope),
         });
         call.set_timeout(g.options.timeout);
         g.client
@@ -486,9 +517,9 @@ impl Contract {
                 failures: error::failures_of(&s),
             })?;
         Ok(Pending {
-            network: self.network.clone(),
-            txid,
-            result,
+            network: self.network,
+            txid: self.txid,
+            result: self.result,
         })
     }
 }

@@ -334,3 +334,46 @@ async fn orderer_fail_over_and_a_peer_catching_up_after_a_restart() {
     );
     assert!(http_get(ops, "/nope").await.starts_with("HTTP/1.1 404"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_conflicting_transaction_fails_its_commit_as_retryable() {
+    let net = Net::start().await;
+    net.deploy("testcc", testcc(), "OR('Brand1MSP.peer', 'Brand2MSP.peer')")
+        .await;
+    let seller = net.gateway(0, &net.orgs[0].client).await;
+    let contract = seller.network(CHANNEL).contract("testcc");
+    contract
+        .submit("credit", &[b"alice", b"100"])
+        .await
+        .unwrap();
+    // Both read alice's balance before either commits.
+    let first = contract
+        .endorse(&mercato_sdk::Proposal::new(
+            "transfer",
+            &[b"alice", b"bob", b"60"],
+        ))
+        .await
+        .unwrap();
+    let second = contract
+        .endorse(&mercato_sdk::Proposal::new(
+            "transfer",
+            &[b"alice", b"carol", b"60"],
+        ))
+        .await
+        .unwrap();
+    first.submit().await.unwrap().status().await.unwrap();
+    let e = second.submit().await.unwrap().status().await.unwrap_err();
+    match &e {
+        Error::Commit { code, .. } => assert_eq!(code.name(), "MVCC_READ_CONFLICT", "{e}"),
+        other => panic!("expected a commit failure, got {other}"),
+    }
+    assert!(e.is_retryable(), "{e}");
+    // Retried as a new transaction, it runs against the balance the first one left (the test
+    // chaincode lets it go negative) and commits.
+    contract
+        .submit("transfer", &[b"alice", b"carol", b"60"])
+        .await
+        .unwrap();
+    assert_eq!(contract.evaluate("get", &[b"alice"]).await.unwrap(), b"-20");
+    assert_eq!(contract.evaluate("get", &[b"carol"]).await.unwrap(), b"60");
+}
