@@ -78,13 +78,14 @@ pub async fn define_chaincodes(state: &mut State, workspace: &std::path::Path) -
                 endorsement_policy: cc.policy.clone(),
             }
             .encode();
+            let mut approved = 0;
             for org in state.spec.orgs.clone() {
                 step(&format!(
                     "{}: its admin approves {} (policy {})",
                     org.msp_id, cc.name, cc.policy
                 ));
                 let admin = gateway(state, &format!("admin@{}", org.msp_id)).await?;
-                admin
+                let done = admin
                     .network(&channel)
                     .contract(LIFECYCLE)
                     .submit_proposal(&Proposal {
@@ -94,7 +95,10 @@ pub async fn define_chaincodes(state: &mut State, workspace: &std::path::Path) -
                     })
                     .await
                     .with_context(|| format!("{} approving {}", org.msp_id, cc.name))?;
+                approved = approved.max(done.block);
             }
+            // Each approval waited for its own peer; the committing peer must have them all.
+            wait_peers(state, approved + 1).await?;
             step(&format!("committing the definition of {}", cc.name));
             lifecycle
                 .submit_proposal(&Proposal {
@@ -107,6 +111,43 @@ pub async fn define_chaincodes(state: &mut State, workspace: &std::path::Path) -
         }
         state.committed.push(cc.name.clone());
         state.save(&state.spec.data_dir.clone())?;
+    }
+    Ok(())
+}
+
+/// Waits for a submitted transaction, then until every peer has committed its block: the next
+/// step may be endorsed on another organisation's peer, which must already see this one.
+async fn everywhere(
+    state: &State,
+    submitted: impl std::future::Future<Output = mercato_sdk::Result<mercato_sdk::Submitted>>,
+) -> Result<mercato_sdk::Submitted> {
+    let done = submitted.await?;
+    wait_peers(state, done.block + 1).await?;
+    Ok(done)
+}
+
+/// Waits until every peer has committed `height` blocks.
+pub async fn wait_peers(state: &State, height: u64) -> Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    for peer in state.nodes.iter().filter(|n| n.kind == Kind::Peer) {
+        let ops = peer.operations.clone().unwrap_or_default();
+        loop {
+            let at = match crate::network::http_get(&ops, "/metrics").await {
+                Ok((_, m)) => crate::network::metric(&m, "mercato_peer_height").unwrap_or(0),
+                Err(_) => 0,
+            };
+            if at >= height {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "{} is at height {at}, short of {height}; see {}",
+                    peer.name,
+                    peer.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     Ok(())
 }
@@ -172,12 +213,16 @@ pub async fn run(state: &mut State) -> Result<DemoOutcome> {
         .is_err()
     {
         step("the platform sets up the marketplace: a 2 % fee, rewards, the brands");
-        contract(&ops)
-            .submit("init", &[platform_msp.as_bytes(), b"200"])
-            .await?;
-        contract(&ops)
-            .submit("set_rewards", &[b"10", b"5", b"0", b"12"])
-            .await?;
+        everywhere(
+            state,
+            contract(&ops).submit("init", &[platform_msp.as_bytes(), b"200"]),
+        )
+        .await?;
+        everywhere(
+            state,
+            contract(&ops).submit("set_rewards", &[b"10", b"5", b"0", b"12"]),
+        )
+        .await?;
         for org in state
             .spec
             .orgs
@@ -185,9 +230,11 @@ pub async fn run(state: &mut State) -> Result<DemoOutcome> {
             .filter(|o| o.kind == crate::spec::OrgKind::Brand)
         {
             let name = org.brand.clone().unwrap_or_default();
-            contract(&ops)
-                .submit("register_brand", &[name.as_bytes(), org.msp_id.as_bytes()])
-                .await?;
+            everywhere(
+                state,
+                contract(&ops).submit("register_brand", &[name.as_bytes(), org.msp_id.as_bytes()]),
+            )
+            .await?;
             say(&format!("brand {name} registered for {}", org.msp_id));
         }
     }
@@ -198,8 +245,9 @@ pub async fn run(state: &mut State) -> Result<DemoOutcome> {
     step(&format!(
         "brand {brand} lists a product with sealed attributes"
     ));
-    contract(&brand_ops)
-        .submit(
+    everywhere(
+        state,
+        contract(&brand_ops).submit(
             "add_product",
             &[
                 brand.as_bytes(),
@@ -210,27 +258,35 @@ pub async fn run(state: &mut State) -> Result<DemoOutcome> {
                 b"1000",
                 b"50",
             ],
-        )
-        .await?;
+        ),
+    )
+    .await?;
     say(&format!(
         "{brand}/{sku}: 100 coins, 10 % commission, 50 in stock"
     ));
     step("seller sam opens a shop and lists it");
-    contract(&seller)
-        .submit("open_shop", &[shop.as_bytes(), b"Sam's picks"])
-        .await?;
-    contract(&seller)
-        .submit(
+    everywhere(
+        state,
+        contract(&seller).submit("open_shop", &[shop.as_bytes(), b"Sam's picks"]),
+    )
+    .await?;
+    everywhere(
+        state,
+        contract(&seller).submit(
             "list_product",
             &[shop.as_bytes(), brand.as_bytes(), sku.as_bytes()],
-        )
-        .await?;
+        ),
+    )
+    .await?;
     step("buyer bob gets 1000 coins, orders through sam's shop (paid into escrow)");
-    contract(&ops)
-        .submit("mint", &[buyer_account.as_bytes(), b"1000"])
-        .await?;
-    let placed = contract(&buyer)
-        .submit(
+    everywhere(
+        state,
+        contract(&ops).submit("mint", &[buyer_account.as_bytes(), b"1000"]),
+    )
+    .await?;
+    let placed = everywhere(
+        state,
+        contract(&buyer).submit(
             "place_order",
             &[
                 order.as_bytes(),
@@ -239,8 +295,9 @@ pub async fn run(state: &mut State) -> Result<DemoOutcome> {
                 sku.as_bytes(),
                 b"1",
             ],
-        )
-        .await?;
+        ),
+    )
+    .await?;
     say(&format!(
         "{order} placed in block {}: {}",
         placed.block,
@@ -249,18 +306,24 @@ pub async fn run(state: &mut State) -> Result<DemoOutcome> {
     step(&format!(
         "brand {brand} ships; bob confirms delivery; the escrow settles"
     ));
-    contract(&brand_ops)
-        .submit("ship_order", &[order.as_bytes(), b"TRACK-0001"])
-        .await?;
-    let settled = contract(&buyer)
-        .submit("confirm_delivery", &[order.as_bytes()])
-        .await?;
+    everywhere(
+        state,
+        contract(&brand_ops).submit("ship_order", &[order.as_bytes(), b"TRACK-0001"]),
+    )
+    .await?;
+    let settled = everywhere(
+        state,
+        contract(&buyer).submit("confirm_delivery", &[order.as_bytes()]),
+    )
+    .await?;
     let settled_json: serde_json::Value =
         serde_json::from_slice(&settled.result).unwrap_or_default();
     step("bob reviews the purchase: coins, and a personal shop of his own");
-    let review = contract(&buyer)
-        .submit("review", &[order.as_bytes(), b"5", b"Great shoes"])
-        .await?;
+    let review = everywhere(
+        state,
+        contract(&buyer).submit("review", &[order.as_bytes(), b"5", b"Great shoes"]),
+    )
+    .await?;
     let personal_shop = text(review.result);
     say(&format!("bob's shop: {personal_shop}"));
 

@@ -107,8 +107,22 @@ pub fn testcc() -> &'static [u8] {
 }
 
 impl Net {
-    /// Writes every node's files and starts the network.
+    /// Writes every node's files and starts the network. The ports are chosen before the
+    /// genesis block lists them, so another process may take one in between (an outgoing
+    /// connection's ephemeral port): then the network is made again on fresh ports.
     pub async fn start() -> Net {
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Self::try_start().await {
+                Ok(net) => return net,
+                Err(e) if e.contains("listening on") => last = e,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("no free ports for the network: {last}");
+    }
+
+    async fn try_start() -> Result<Net, String> {
         let dir = tempfile::tempdir().unwrap();
         let orderer_org = TestOrg::new("OrdererMSP");
         let orderer_tls = TestTls::new("tlsca.orderer");
@@ -259,15 +273,37 @@ impl Net {
             revoked: Arc::new(revoked),
             auditor: Arc::new(auditor),
         };
+        let mut failure = None;
         for c in &net.orderer_configs {
-            net.orderers
-                .push(Some(mercato_orderer::run::start(c).await.unwrap()));
+            match mercato_orderer::run::start(c).await {
+                Ok(r) => net.orderers.push(Some(r)),
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    break;
+                }
+            }
         }
-        for c in &net.peer_configs {
-            net.peers
-                .push(Some(mercato_peer::node::start(c).await.unwrap()));
+        if failure.is_none() {
+            for c in &net.peer_configs {
+                match mercato_peer::node::start(c).await {
+                    Ok(r) => net.peers.push(Some(r)),
+                    Err(e) => {
+                        failure = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
         }
-        net
+        if let Some(e) = failure {
+            for p in net.peers.iter_mut().filter_map(Option::take) {
+                p.stop().await;
+            }
+            for o in net.orderers.iter_mut().filter_map(Option::take) {
+                o.stop().await;
+            }
+            return Err(e);
+        }
+        Ok(net)
     }
 
     /// A gateway on org `i`'s peer, as `who`.
@@ -317,9 +353,11 @@ impl Net {
             endorsement_policy: policy.into(),
         }
         .encode();
+        let mut approved = 0;
         for (i, org) in self.orgs.iter().enumerate() {
             let g = self.gateway(i, &org.admin).await;
-            g.network(CHANNEL)
+            let done = g
+                .network(CHANNEL)
                 .contract(LIFECYCLE)
                 .submit_proposal(&Proposal {
                     function: APPROVE.into(),
@@ -328,7 +366,11 @@ impl Net {
                 })
                 .await
                 .unwrap_or_else(|e| panic!("{} approves: {e}", org.ca.id));
+            approved = approved.max(done.block);
         }
+        // A submit waits for the commit on its gateway's peer only: the committing peer must
+        // have seen every approval.
+        self.wait_height(approved + 1).await;
         let g = self.gateway(0, &self.orgs[0].admin).await;
         let committed = g
             .network(CHANNEL)
