@@ -1,6 +1,6 @@
 //! What `up` does on a running network through the SDK: defines the chaincodes (install on every
-//! peer, each organisation's admin approves, the platform's admin commits), runs the commerce
-//! demo, and has the auditor verify the chain.
+//! peer, each organisation's admin approves, the first organisation's admin commits), runs the
+//! commerce demo, and has the auditor verify the chain.
 
 use std::time::Duration;
 
@@ -57,9 +57,15 @@ pub async fn define_chaincodes(state: &mut State, workspace: &std::path::Path) -
             hash = Some(installed.hash);
         }
         let hash = hash.ok_or_else(|| anyhow!("the network has no peer"))?;
-        // Already defined (a resumed network that was interrupted after its commit)?
-        let platform_admin = format!("admin@{}", platform(state)?);
-        let g = gateway(state, &platform_admin).await?;
+        // Already defined (a resumed network that was interrupted after its commit)? The first
+        // organisation's admin asks, and commits.
+        let first = state
+            .spec
+            .orgs
+            .first()
+            .map(|o| o.msp_id.clone())
+            .ok_or_else(|| anyhow!("the network has no organisation"))?;
+        let g = gateway(state, &format!("admin@{first}")).await?;
         let lifecycle = g.network(&channel).contract(LIFECYCLE);
         let defined = lifecycle
             .evaluate_proposal(&Proposal {

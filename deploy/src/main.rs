@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use mercato_deploy::demo;
 use mercato_deploy::network::{self, Kind, State, step};
-use mercato_deploy::spec::{DEFAULT, Spec};
+use mercato_deploy::spec::{BENCH, DEFAULT, Scheme, Spec};
 
 #[derive(Parser)]
 #[command(
@@ -58,6 +58,29 @@ enum Command {
     Status,
     /// Restarts one node by name (as `status` lists them).
     Restart { name: String },
+    /// Brings up the benchmark network (deploy/bench.toml unless --spec: two brand orgs, 2-of-2
+    /// endorsement, 3 Raft orderers) and drives load at both brands' gateways.
+    Bench {
+        /// kv: blind writes of 100 bytes to unique keys; rmw: read-modify-write of 1000 keys.
+        #[arg(long, default_value = "kv")]
+        workload: String,
+        /// Concurrent clients (closed loop), or the in-flight bound (open loop).
+        #[arg(long, default_value_t = 128)]
+        clients: usize,
+        /// Open loop: transactions per second offered.
+        #[arg(long)]
+        rate: Option<f64>,
+        #[arg(long, default_value_t = 5)]
+        warmup_secs: u64,
+        #[arg(long, default_value_t = 30)]
+        duration_secs: u64,
+        /// Overrides the spec's signature scheme: p256 or ed25519.
+        #[arg(long)]
+        scheme: Option<String>,
+        /// Leave the network running afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 fn workspace() -> PathBuf {
@@ -70,6 +93,7 @@ fn workspace() -> PathBuf {
 fn load_spec(cli: &Cli) -> Result<Spec> {
     let text = match &cli.spec {
         Some(p) => std::fs::read_to_string(p).with_context(|| p.display().to_string())?,
+        None if matches!(cli.command, Command::Bench { .. }) => BENCH.to_owned(),
         None => DEFAULT.to_owned(),
     };
     let mut spec = Spec::parse(&text).map_err(|e| anyhow::anyhow!("the network spec: {e}"))?;
@@ -109,13 +133,64 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Down { purge } => down(&spec.data_dir, purge),
         Command::Status => status(&spec.data_dir).await,
         Command::Restart { name } => restart(&spec.data_dir, &name).await,
+        Command::Bench {
+            workload,
+            clients,
+            rate,
+            warmup_secs,
+            duration_secs,
+            scheme,
+            keep,
+        } => {
+            match scheme.as_deref() {
+                None => {}
+                Some("p256") => spec.scheme = Scheme::P256,
+                Some("ed25519") => spec.scheme = Scheme::Ed25519,
+                Some(other) => bail!("--scheme {other:?}: p256 or ed25519"),
+            }
+            let workload = match workload.as_str() {
+                "kv" => mercato_sdk::bench::Workload::Kv { value_bytes: 100 },
+                "rmw" => mercato_sdk::bench::Workload::Rmw {
+                    keys: 1000,
+                    value_bytes: 100,
+                },
+                other => bail!("--workload {other:?}: kv or rmw"),
+            };
+            let options = mercato_sdk::bench::Options {
+                workload,
+                clients: clients.max(1),
+                rate,
+                warmup: Duration::from_secs(warmup_secs),
+                duration: Duration::from_secs(duration_secs.max(1)),
+                progress: true,
+            };
+            bench(spec, options, keep).await
+        }
     }
 }
 
 async fn up(spec: Spec, demo_only: bool, json: bool) -> Result<()> {
     let started = std::time::Instant::now();
     let workspace = workspace();
-    let bins = network::binaries(&workspace)?;
+    let mut state = bring_up(spec, &workspace).await?;
+    let data = state.spec.data_dir.clone();
+    let outcome = demo::run(&mut state).await?;
+    state.save(&data)?;
+    report_demo(&outcome, &data, started, json)?;
+    if demo_only {
+        eprintln!("The nodes keep running; stop them with `mercato-deploy down`.");
+        return Ok(());
+    }
+    eprintln!("The network runs until Ctrl-C.");
+    let _ = tokio::signal::ctrl_c().await;
+    step("stopping the network (its data is kept; `up` resumes it)");
+    down(&data, false)
+}
+
+/// Creates or resumes the network of `spec`, starts what is not running, waits until all is
+/// healthy and defines the chaincodes.
+async fn bring_up(spec: Spec, workspace: &Path) -> Result<State> {
+    let bins = network::binaries(workspace)?;
     let data = spec.data_dir.clone();
     let mut state = match State::load(&data)? {
         Some(state) => {
@@ -172,9 +247,16 @@ async fn up(spec: Spec, demo_only: bool, json: bool) -> Result<()> {
         }
     }
     step("all nodes are healthy");
-    demo::define_chaincodes(&mut state, &workspace).await?;
-    let outcome = demo::run(&mut state).await?;
-    state.save(&data)?;
+    demo::define_chaincodes(&mut state, workspace).await?;
+    Ok(state)
+}
+
+fn report_demo(
+    outcome: &demo::DemoOutcome,
+    data: &Path,
+    started: std::time::Instant,
+    json: bool,
+) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string(&outcome)?);
     }
@@ -208,14 +290,7 @@ async fn up(spec: Spec, demo_only: bool, json: bool) -> Result<()> {
         data.display()
     );
     eprintln!("  mercato-deploy status | restart NAME | down [--purge]");
-    if demo_only {
-        eprintln!("The nodes keep running; stop them with `mercato-deploy down`.");
-        return Ok(());
-    }
-    eprintln!("The network runs until Ctrl-C.");
-    let _ = tokio::signal::ctrl_c().await;
-    step("stopping the network (its data is kept; `up` resumes it)");
-    down(&data, false)
+    Ok(())
 }
 
 /// After a failed create, stops the CAs it started (found by their pid in the logs' record).
@@ -345,5 +420,161 @@ async fn restart(data: &Path, name: &str) -> Result<()> {
     state.save(data)?;
     network::wait_ready(&state.nodes[i], Duration::from_secs(60)).await?;
     step(&format!("{name} is healthy"));
+    Ok(())
+}
+
+/// CPU seconds a process has used (user + system), from /proc.
+fn cpu_seconds(pid: u32, ticks_per_second: f64) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / ticks_per_second)
+}
+
+/// A process's peak resident memory, MiB.
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The signature floor on this machine: per transaction 5 signs and 9 verifies of the scheme
+/// (client, endorsers, orderer, committers), spread over the cores.
+fn signature_floor(scheme: Scheme) -> Result<(f64, f64, f64)> {
+    use mercato_ca::{KeyAlgorithm, SigningKey};
+    let alg = match scheme {
+        Scheme::P256 => KeyAlgorithm::EcdsaP256,
+        Scheme::Ed25519 => KeyAlgorithm::Ed25519,
+    };
+    let (key, _) = SigningKey::generate(alg)?;
+    let public = key.public_key()?;
+    let message = [7u8; 256];
+    let n = 300;
+    let t = std::time::Instant::now();
+    let mut sig = Vec::new();
+    for _ in 0..n {
+        sig = key.sign(&message)?;
+    }
+    let sign_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        public.verify(&message, &sig)?;
+    }
+    let verify_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1) as f64;
+    let floor = cores * 1e6 / (5.0 * sign_us + 9.0 * verify_us);
+    Ok((sign_us, verify_us, floor))
+}
+
+async fn bench(spec: Spec, options: mercato_sdk::bench::Options, keep: bool) -> Result<()> {
+    let workspace = workspace();
+    let scheme = spec.scheme;
+    let state = bring_up(spec, &workspace).await?;
+    let data = state.spec.data_dir.clone();
+    let chaincode = state
+        .spec
+        .chaincodes
+        .first()
+        .map(|c| c.name.clone())
+        .ok_or_else(|| anyhow::anyhow!("the spec defines no chaincode to drive"))?;
+    // Every brand's client drives its own organisation's peer, over several connections.
+    let users: Vec<String> = state
+        .spec
+        .orgs
+        .iter()
+        .filter_map(|o| o.brand.as_ref().map(|b| format!("{b}-ops")))
+        .collect();
+    if users.is_empty() {
+        bail!("the benchmark needs a brand organisation's client");
+    }
+    let per_user = options.clients.div_ceil(64).max(1);
+    let mut contracts = Vec::new();
+    for _ in 0..per_user {
+        for u in &users {
+            let g = demo::gateway(&state, u).await?;
+            contracts.push(g.network(&state.spec.channel).contract(&chaincode));
+        }
+    }
+    let ticks = clock_ticks();
+    let pids: Vec<(String, u32)> = state
+        .nodes
+        .iter()
+        .filter(|n| n.kind != Kind::Ca)
+        .filter_map(|n| n.pid.map(|p| (n.name.clone(), p)))
+        .collect();
+    let me = std::process::id();
+    let cpu_before: Vec<f64> = pids
+        .iter()
+        .map(|(_, p)| cpu_seconds(*p, ticks).unwrap_or(0.0))
+        .collect();
+    let me_before = cpu_seconds(me, ticks).unwrap_or(0.0);
+    step(&format!(
+        "driving {} on {chaincode}: {} for {} s after {} s of warm-up",
+        match &options.workload {
+            mercato_sdk::bench::Workload::Kv { .. } => "kv (blind writes to unique keys)",
+            mercato_sdk::bench::Workload::Rmw { .. } => "rmw (read-modify-write of 1000 keys)",
+        },
+        match options.rate {
+            None => format!("{} closed-loop clients", options.clients),
+            Some(r) => format!("{r} tx/s offered"),
+        },
+        options.duration.as_secs(),
+        options.warmup.as_secs()
+    ));
+    let report = mercato_sdk::bench::run(contracts, options).await;
+    let mut processes = serde_json::Map::new();
+    for ((name, pid), before) in pids.iter().zip(cpu_before) {
+        let cpu = cpu_seconds(*pid, ticks).unwrap_or(0.0) - before;
+        processes.insert(
+            name.clone(),
+            serde_json::json!({"cpu_seconds": (cpu * 100.0).round() / 100.0, "peak_rss_mib": peak_rss_mib(*pid).map(|m| m.round())}),
+        );
+    }
+    processes.insert(
+        "client (this process)".into(),
+        serde_json::json!({"cpu_seconds": ((cpu_seconds(me, ticks).unwrap_or(0.0) - me_before) * 100.0).round() / 100.0, "peak_rss_mib": peak_rss_mib(me).map(|m| m.round())}),
+    );
+    let (sign_us, verify_us, floor) = signature_floor(scheme)?;
+    let full = serde_json::json!({
+        "scheme": format!("{scheme:?}"),
+        "report": report,
+        "processes": processes,
+        "signature_floor": {"sign_us": sign_us, "verify_us": verify_us, "tps": floor, "reached": report.tps / floor},
+    });
+    let name = format!("bench-{}-{:?}", report.workload, scheme).to_lowercase();
+    std::fs::write(data.join(format!("{name}.json")), serde_json::to_vec_pretty(&full)?)?;
+    std::fs::write(data.join(format!("{name}.svg")), mercato_sdk::bench::svg(&report))?;
+    println!("{}", serde_json::to_string(&full)?);
+    eprintln!();
+    eprintln!(
+        "{} ({}, {:?}): {:.0} committed TPS over {:.0} s; submit-to-commit latency p50 {:.1} ms, p95 {:.1}, p99 {:.1}, max {:.1}; failures {:?}",
+        report.workload, report.mode, scheme, report.tps, report.seconds,
+        report.latency_ms.p50, report.latency_ms.p95, report.latency_ms.p99, report.latency_ms.max, report.failures
+    );
+    eprintln!(
+        "signature floor here: sign {sign_us:.1} µs, verify {verify_us:.1} µs -> {floor:.0} TPS for 5 signs + 9 verifies per transaction; reached {:.0} %",
+        100.0 * report.tps / floor
+    );
+    for (name, p) in &processes {
+        eprintln!("  {name:<24} {} CPU s, peak RSS {} MiB", p["cpu_seconds"], p["peak_rss_mib"]);
+    }
+    eprintln!("report: {}/{name}.json, plot: {}/{name}.svg", data.display(), data.display());
+    if !keep {
+        step("stopping the benchmark network (its data is kept)");
+        down(&data, false)?;
+    }
     Ok(())
 }

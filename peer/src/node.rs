@@ -336,7 +336,10 @@ pub fn install(
     let dir = config.packages_dir();
     std::fs::create_dir_all(&dir).map_err(|e| NodeError(format!("{}: {e}", dir.display())))?;
     let packages = PackageStore::open(&dir).map_err(err)?;
-    let runtime = ChaincodeRuntime::new(RuntimeLimits::default(), None).map_err(err)?;
+    // Compiled into the peer's cache, so that its first call need not compile.
+    let cache = config.node.data_dir.join("chaincode-cache");
+    std::fs::create_dir_all(&cache).map_err(|e| NodeError(format!("{}: {e}", cache.display())))?;
+    let runtime = ChaincodeRuntime::new(RuntimeLimits::default(), Some(&cache)).map_err(err)?;
     packages.install(package, &runtime).map_err(err)
 }
 
@@ -429,7 +432,11 @@ pub async fn start(config: &Config) -> Result<Running, NodeError> {
     std::fs::create_dir_all(&packages_dir)
         .map_err(|e| NodeError(format!("{}: {e}", packages_dir.display())))?;
     let packages = Arc::new(PackageStore::open(&packages_dir).map_err(err)?);
-    let runtime = Arc::new(ChaincodeRuntime::new(RuntimeLimits::default(), None).map_err(err)?);
+    // Compiled modules are cached on disk: a restarted peer serves its first call at once.
+    let cache = config.node.data_dir.join("chaincode-cache");
+    std::fs::create_dir_all(&cache).map_err(|e| NodeError(format!("{}: {e}", cache.display())))?;
+    let runtime =
+        Arc::new(ChaincodeRuntime::new(RuntimeLimits::default(), Some(&cache)).map_err(err)?);
     let resolver = LifecycleResolver::new(
         packages,
         LifecycleContract {

@@ -24,8 +24,10 @@
 //!   ([`Network::chaincode_events`]).
 //! - [`error`]: [`Error`], typed by what the caller can do (an endorsement failure with each
 //!   organisation's reason, an MVCC conflict that is retryable, a commit failure with its code).
-//! - `bin/mercato.rs`: the `mercato` CLI (`tx submit|evaluate`, `events`).
+//! - [`bench`]: a load generator for any Gateway (closed and open loop), with its report.
+//! - `bin/mercato.rs`: the `mercato` CLI (`tx submit|evaluate`, `events`, `bench`).
 
+pub mod bench;
 pub mod error;
 
 use std::collections::BTreeMap;

@@ -136,6 +136,9 @@ pub struct ChaincodeRuntime {
     engine: Engine,
     linker: Linker<HostState>,
     modules: Mutex<HashMap<CodeHash, Arc<InstancePre<HostState>>>>,
+    /// Held while a module compiles: concurrent first calls of one chaincode wait for one
+    /// compile instead of each compiling it (a burst of them once took seconds of CPU).
+    loading: Mutex<()>,
     cache_dir: Option<PathBuf>,
     limits: Arc<RuntimeLimits>,
 }
@@ -190,6 +193,7 @@ impl ChaincodeRuntime {
             engine,
             linker,
             modules: Mutex::new(HashMap::new()),
+            loading: Mutex::new(()),
             cache_dir: cache_dir.map(Path::to_owned),
             limits: Arc::new(limits),
         })
@@ -219,6 +223,10 @@ impl ChaincodeRuntime {
             )));
         }
         let code = mercato_proto::hash::sha256(wasm);
+        if self.is_loaded(&code) {
+            return Ok(code);
+        }
+        let _loading = self.loading.lock().unwrap_or_else(|p| p.into_inner());
         if self.is_loaded(&code) {
             return Ok(code);
         }

@@ -70,6 +70,35 @@ enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Drives load at the peer's Gateway and reports committed TPS and latency.
+    Bench {
+        /// The chaincode, with the functions of chaincode/kv (`put`, `rmw`).
+        #[arg(long, default_value = "kv")]
+        chaincode: String,
+        /// kv: blind writes to unique keys; rmw: read-modify-write of --keys keys.
+        #[arg(long, default_value = "kv")]
+        workload: String,
+        /// Concurrent clients (closed loop), or the bound on transactions in flight (open loop).
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Open loop: transactions per second to offer.
+        #[arg(long)]
+        rate: Option<f64>,
+        #[arg(long, default_value_t = 5)]
+        warmup_secs: u64,
+        #[arg(long, default_value_t = 30)]
+        duration_secs: u64,
+        #[arg(long, default_value_t = 100)]
+        value_bytes: usize,
+        #[arg(long, default_value_t = 1000)]
+        keys: u64,
+        /// Gateway connections (default: one per 64 clients).
+        #[arg(long)]
+        connections: Option<usize>,
+        /// Also write the report as an SVG plot.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -205,7 +234,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         server_name: cli.server_name.or(profile.server_name),
         ..Default::default()
     };
-    let gateway = Gateway::connect_with(&peer, &roots, identity, options).await?;
+    let identity = std::sync::Arc::new(identity);
+    let gateway = Gateway::connect_with(&peer, &roots, std::sync::Arc::clone(&identity), options.clone()).await?;
     let network = gateway.network(&channel);
     let json = cli.json;
     match cli.command {
@@ -264,6 +294,58 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
         },
+        Command::Bench {
+            chaincode,
+            workload,
+            clients,
+            rate,
+            warmup_secs,
+            duration_secs,
+            value_bytes,
+            keys,
+            connections,
+            svg,
+        } => {
+            use mercato_sdk::bench;
+            let workload = match workload.as_str() {
+                "kv" => bench::Workload::Kv { value_bytes },
+                "rmw" => bench::Workload::Rmw { keys, value_bytes },
+                other => return Err(Failure::Usage(format!("--workload {other:?}: kv or rmw"))),
+            };
+            if clients == 0 {
+                return Err(Failure::Usage("--clients must be at least 1".into()));
+            }
+            let mut contracts = vec![network.contract(&chaincode)];
+            for _ in 1..connections.unwrap_or(clients.div_ceil(64)).max(1) {
+                let g = Gateway::connect_with(&peer, &roots, std::sync::Arc::clone(&identity), options.clone()).await?;
+                contracts.push(g.network(&channel).contract(&chaincode));
+            }
+            let report = bench::run(
+                contracts,
+                bench::Options {
+                    workload,
+                    clients,
+                    rate,
+                    warmup: std::time::Duration::from_secs(warmup_secs),
+                    duration: std::time::Duration::from_secs(duration_secs),
+                    progress: true,
+                },
+            )
+            .await;
+            if let Some(path) = svg {
+                std::fs::write(&path, bench::svg(&report))
+                    .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+            }
+            if json {
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            } else {
+                println!(
+                    "{} ({}): {} committed in {:.0} s = {:.1} TPS; latency p50 {:.1} ms, p95 {:.1}, p99 {:.1}, max {:.1}; failures {:?}",
+                    report.workload, report.mode, report.committed, report.seconds, report.tps,
+                    report.latency_ms.p50, report.latency_ms.p95, report.latency_ms.p99, report.latency_ms.max, report.failures
+                );
+            }
+        }
         Command::Events {
             chaincode,
             from_block,

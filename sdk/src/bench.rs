@@ -1,0 +1,339 @@
+//! A load generator for any Gateway: closed loop (N clients, each submitting its next
+//! transaction when the last one committed) or open loop (a target rate, in-flight bounded),
+//! after a warm-up; every transaction waits for its commit status. The report has committed
+//! TPS, submit-to-commit latency percentiles, failures by kind, and a per-second timeline.
+//!
+//! Workloads, on a key-value chaincode with `put` and `rmw` (`chaincode/kv`, or any with the
+//! same functions): `kv`, a blind write of a value to a unique key; `rmw`, read-modify-write of
+//! a key chosen uniformly among a fixed number.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::{Contract, Error};
+
+/// What each transaction does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Workload {
+    /// `put` of `value_bytes` bytes to a key never written before.
+    Kv { value_bytes: usize },
+    /// `rmw` on one of `keys` keys, chosen uniformly.
+    Rmw { keys: u64, value_bytes: usize },
+}
+
+impl Workload {
+    fn name(&self) -> &'static str {
+        match self {
+            Workload::Kv { .. } => "kv",
+            Workload::Rmw { .. } => "rmw",
+        }
+    }
+}
+
+/// How to drive the load.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub workload: Workload,
+    /// Concurrent clients (closed loop), or the bound on transactions in flight (open loop).
+    pub clients: usize,
+    /// Open loop: transactions per second to start; `None`: closed loop.
+    pub rate: Option<f64>,
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// Print a line per second on stderr.
+    pub progress: bool,
+}
+
+/// Latency percentiles, milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// One second of the measured run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Second {
+    pub second: u64,
+    pub committed: u64,
+    pub failed: u64,
+    pub p50_ms: f64,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Report {
+    pub workload: String,
+    pub mode: String,
+    pub clients: usize,
+    pub seconds: f64,
+    pub committed: u64,
+    pub tps: f64,
+    pub latency_ms: Latency,
+    /// Failures by kind: a validation code (`MVCC_READ_CONFLICT`), or the call that failed.
+    pub failures: BTreeMap<String, u64>,
+    pub timeline: Vec<Second>,
+}
+
+/// One finished transaction: when it finished (from the start of measurement), how long it
+/// took, and its failure, if any.
+struct Sample {
+    at: Duration,
+    took: Duration,
+    failure: Option<String>,
+}
+
+fn failure_kind(e: &Error) -> String {
+    match e {
+        Error::Commit { code, .. } => code.name().to_owned(),
+        Error::Endorse { code, .. } => format!("endorse:{code:?}"),
+        Error::Submit { code, .. } => format!("submit:{code:?}"),
+        Error::Status { call, code, .. } => format!("{call}:{code:?}"),
+        Error::Connect { .. } => "connect".into(),
+        Error::Evaluate { .. } => "evaluate".into(),
+        Error::Config(_) | Error::Malformed(_) => "client".into(),
+    }
+}
+
+/// A cheap per-client generator for keys (xorshift; no randomness crate needed for load).
+struct Keys(u64);
+
+impl Keys {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1e3
+}
+
+/// Runs the load on `contracts` (clients take them in turn: several gateways, or several
+/// connections to one) and reports.
+pub async fn run(contracts: Vec<Contract>, options: Options) -> Report {
+    assert!(!contracts.is_empty(), "a benchmark needs at least one contract");
+    let start = Instant::now();
+    let measure_from = start + options.warmup;
+    let end = measure_from + options.duration;
+    let samples = Arc::new(Mutex::new(Vec::<Sample>::new()));
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let run_id = start.elapsed().as_nanos() as u64 ^ u64::from(std::process::id()) << 32;
+
+    let one = {
+        let workload = options.workload.clone();
+        let samples = Arc::clone(&samples);
+        let done = Arc::clone(&done);
+        let failed = Arc::clone(&failed);
+        move |contract: Contract, n: u64, key_pick: u64| {
+            let workload = workload.clone();
+            let samples = Arc::clone(&samples);
+            let done = Arc::clone(&done);
+            let failed = Arc::clone(&failed);
+            async move {
+                let t0 = Instant::now();
+                let outcome = match &workload {
+                    Workload::Kv { value_bytes } => {
+                        let key = format!("k{run_id:x}-{n}");
+                        let value = "v".repeat(*value_bytes);
+                        contract.submit("put", &[key.as_bytes(), value.as_bytes()]).await
+                    }
+                    Workload::Rmw { keys, value_bytes } => {
+                        let key = format!("r{}", key_pick % keys.max(&1));
+                        let value = "v".repeat(*value_bytes);
+                        contract.submit("rmw", &[key.as_bytes(), value.as_bytes()]).await
+                    }
+                };
+                let now = Instant::now();
+                let failure = outcome.err().map(|e| failure_kind(&e));
+                if failure.is_some() {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                if t0 >= measure_from && now <= end {
+                    samples.lock().await.push(Sample {
+                        at: now - measure_from,
+                        took: now - t0,
+                        failure,
+                    });
+                }
+            }
+        }
+    };
+
+    let progress = options.progress.then(|| {
+        let done = Arc::clone(&done);
+        let failed = Arc::clone(&failed);
+        tokio::spawn(async move {
+            let mut last = 0;
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let now = done.load(Ordering::Relaxed);
+                let phase = if Instant::now() < measure_from { "warm-up" } else { "measuring" };
+                eprintln!(
+                    "  {:>4} s {phase}: {now} committed ({} /s), {} failed",
+                    start.elapsed().as_secs(),
+                    now - last,
+                    failed.load(Ordering::Relaxed)
+                );
+                last = now;
+            }
+        })
+    });
+
+    match options.rate {
+        None => {
+            let mut tasks = Vec::new();
+            for c in 0..options.clients {
+                let contract = contracts[c % contracts.len()].clone();
+                let one = one.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut keys = Keys(0x9E37_79B9_7F4A_7C15 ^ (c as u64 + 1));
+                    let mut n = 0u64;
+                    while Instant::now() < end {
+                        one(contract.clone(), (c as u64) << 40 | n, keys.next()).await;
+                        n += 1;
+                    }
+                }));
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
+        Some(rate) => {
+            let in_flight = Arc::new(Semaphore::new(options.clients.max(1)));
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut keys = Keys(0x9E37_79B9_7F4A_7C15);
+            let mut n = 0u64;
+            let mut tasks = tokio::task::JoinSet::new();
+            while Instant::now() < end {
+                tick.tick().await;
+                // At the bound, the generator waits: the offered rate drops and the report
+                // shows it, rather than memory growing without end.
+                let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else { break };
+                let contract = contracts[(n as usize) % contracts.len()].clone();
+                let job = one(contract, n, keys.next());
+                tasks.spawn(async move {
+                    job.await;
+                    drop(permit);
+                });
+                while tasks.try_join_next().is_some() {}
+                n += 1;
+            }
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+    if let Some(p) = progress {
+        p.abort();
+    }
+
+    let samples = std::mem::take(&mut *samples.lock().await);
+    let seconds = options.duration.as_secs_f64();
+    let mut ok: Vec<Duration> = samples.iter().filter(|s| s.failure.is_none()).map(|s| s.took).collect();
+    ok.sort_unstable();
+    let mut failures = BTreeMap::new();
+    for s in &samples {
+        if let Some(f) = &s.failure {
+            *failures.entry(f.clone()).or_insert(0) += 1;
+        }
+    }
+    let mut timeline: Vec<Second> = (0..options.duration.as_secs().max(1))
+        .map(|second| Second { second, ..Default::default() })
+        .collect();
+    let mut per_second: Vec<Vec<Duration>> = vec![Vec::new(); timeline.len()];
+    for s in &samples {
+        let i = (s.at.as_secs() as usize).min(timeline.len() - 1);
+        if s.failure.is_none() {
+            timeline[i].committed += 1;
+            per_second[i].push(s.took);
+        } else {
+            timeline[i].failed += 1;
+        }
+    }
+    for (t, mut lat) in timeline.iter_mut().zip(per_second) {
+        lat.sort_unstable();
+        t.p50_ms = percentile(&lat, 0.5);
+    }
+    Report {
+        workload: options.workload.name().into(),
+        mode: match options.rate {
+            None => format!("closed loop, {} clients", options.clients),
+            Some(r) => format!("open loop, {r} tx/s offered, at most {} in flight", options.clients),
+        },
+        clients: options.clients,
+        seconds,
+        committed: ok.len() as u64,
+        tps: ok.len() as f64 / seconds,
+        latency_ms: Latency {
+            p50: percentile(&ok, 0.5),
+            p95: percentile(&ok, 0.95),
+            p99: percentile(&ok, 0.99),
+            max: percentile(&ok, 1.0),
+        },
+        failures,
+        timeline,
+    }
+}
+
+/// The report's timeline as an SVG plot: committed TPS (bars) and p50 latency (line) per
+/// second.
+pub fn svg(report: &Report) -> String {
+    let (w, h, pad) = (800.0, 320.0, 50.0);
+    let n = report.timeline.len().max(1) as f64;
+    let max_tps = report.timeline.iter().map(|s| s.committed).max().unwrap_or(1).max(1) as f64;
+    let max_lat = report.timeline.iter().map(|s| s.p50_ms).fold(1.0, f64::max);
+    let bw = (w - 2.0 * pad) / n;
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{pad}\" y=\"20\">{} — {}: {:.0} TPS, p50 {:.1} ms, p99 {:.1} ms</text>\n",
+        report.workload, report.mode, report.tps, report.latency_ms.p50, report.latency_ms.p99
+    );
+    for (i, s) in report.timeline.iter().enumerate() {
+        let bh = (s.committed as f64 / max_tps) * (h - 2.0 * pad);
+        out.push_str(&format!(
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"#8ab\"/>\n",
+            pad + i as f64 * bw,
+            h - pad - bh,
+            (bw - 1.0).max(1.0)
+        ));
+    }
+    let points: Vec<String> = report
+        .timeline
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            format!(
+                "{:.1},{:.1}",
+                pad + (i as f64 + 0.5) * bw,
+                h - pad - (s.p50_ms / max_lat) * (h - 2.0 * pad)
+            )
+        })
+        .collect();
+    out.push_str(&format!(
+        "<polyline points=\"{}\" fill=\"none\" stroke=\"#c33\" stroke-width=\"2\"/>\n",
+        points.join(" ")
+    ));
+    out.push_str(&format!(
+        "<text x=\"5\" y=\"{pad}\">{max_tps:.0} tx/s</text>\n<text x=\"{:.0}\" y=\"{pad}\" fill=\"#c33\">{max_lat:.0} ms</text>\n<text x=\"{pad}\" y=\"{:.0}\">seconds →  (bars: committed per second; red: p50 latency)</text>\n</svg>\n",
+        w - pad + 5.0,
+        h - 15.0
+    ));
+    out
+}
