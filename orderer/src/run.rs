@@ -123,8 +123,11 @@ pub async fn start(config: &Config) -> Result<Running> {
 
     std::fs::create_dir_all(&config.node.data_dir)
         .map_err(|e| cfg(format!("{}: {e}", config.node.data_dir.display())))?;
+    // sled's page cache is bounded (its default is 1 GiB): the log and the chain are read back
+    // rarely, by followers catching up and by Deliver.
     let db = sled::Config::new()
         .path(&config.node.data_dir)
+        .cache_capacity(64 << 20)
         .open()
         .map_err(|e| Error::Storage(format!("{}: {e}", config.node.data_dir.display())))?;
     let ledger = Ledger::open(&db, &genesis)?;

@@ -38,11 +38,13 @@ pub const MAX_BLOCK_BYTES: usize = 128 << 20;
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
-/// One orderer endpoint with its lazily connected channel.
+/// One orderer endpoint with its lazily connected channels: one for Broadcast, one for the
+/// long-lived Deliver stream, so that a connection error on one never cuts the other.
 #[derive(Clone)]
 struct Orderer {
     address: String,
     channel: Channel,
+    deliver: Channel,
 }
 
 /// The orderer endpoints of a channel, tried in turn.
@@ -119,6 +121,7 @@ impl Orderers {
                 Ok(Orderer {
                     address: address.clone(),
                     channel: endpoint.connect_lazy(),
+                    deliver: endpoint.connect_lazy(),
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -170,10 +173,15 @@ impl Orderers {
                     .broadcast(tokio_stream::once(envelope.clone()))
                     .await?
                     .into_inner();
-                answers
+                let answer = answers
                     .message()
                     .await?
-                    .ok_or_else(|| tonic::Status::unavailable("the stream closed unanswered"))
+                    .ok_or_else(|| tonic::Status::unavailable("the stream closed unanswered"))?;
+                // Read the stream to its end (the orderer closes it once it answered the one
+                // envelope): dropping it early resets the HTTP/2 stream, and a connection
+                // with too many resets is torn down.
+                while answers.message().await?.is_some() {}
+                Ok::<_, tonic::Status>(answer)
             };
             match tokio::time::timeout(BROADCAST_TIMEOUT, call).await {
                 Err(_) => failures.push((orderer.address.clone(), "timed out".to_owned())),
@@ -331,7 +339,7 @@ impl DeliverClient {
     async fn pull_from(self: &Arc<Self>, orderer: &Orderer) -> Result<(), (u64, String)> {
         let start = self.next.load(Ordering::Acquire);
         let seek = self.seek(start).map_err(|e| (0, e))?;
-        let mut client = AtomicBroadcastClient::new(orderer.channel.clone())
+        let mut client = AtomicBroadcastClient::new(orderer.deliver.clone())
             .max_decoding_message_size(MAX_BLOCK_BYTES);
         let mut stream = client
             .deliver(tokio_stream::once(seek))
