@@ -474,7 +474,9 @@ fn signature_floor(scheme: Scheme) -> Result<(f64, f64, f64)> {
         public.verify(&message, &sig)?;
     }
     let verify_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
-    let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1) as f64;
+    let cores = std::thread::available_parallelism()
+        .map(|c| c.get())
+        .unwrap_or(1) as f64;
     let floor = cores * 1e6 / (5.0 * sign_us + 9.0 * verify_us);
     Ok((sign_us, verify_us, floor))
 }
@@ -555,23 +557,44 @@ async fn bench(spec: Spec, options: mercato_sdk::bench::Options, keep: bool) -> 
         "signature_floor": {"sign_us": sign_us, "verify_us": verify_us, "tps": floor, "reached": report.tps / floor},
     });
     let name = format!("bench-{}-{:?}", report.workload, scheme).to_lowercase();
-    std::fs::write(data.join(format!("{name}.json")), serde_json::to_vec_pretty(&full)?)?;
-    std::fs::write(data.join(format!("{name}.svg")), mercato_sdk::bench::svg(&report))?;
+    std::fs::write(
+        data.join(format!("{name}.json")),
+        serde_json::to_vec_pretty(&full)?,
+    )?;
+    std::fs::write(
+        data.join(format!("{name}.svg")),
+        mercato_sdk::bench::svg(&report),
+    )?;
     println!("{}", serde_json::to_string(&full)?);
     eprintln!();
     eprintln!(
         "{} ({}, {:?}): {:.0} committed TPS over {:.0} s; submit-to-commit latency p50 {:.1} ms, p95 {:.1}, p99 {:.1}, max {:.1}; failures {:?}",
-        report.workload, report.mode, scheme, report.tps, report.seconds,
-        report.latency_ms.p50, report.latency_ms.p95, report.latency_ms.p99, report.latency_ms.max, report.failures
+        report.workload,
+        report.mode,
+        scheme,
+        report.tps,
+        report.seconds,
+        report.latency_ms.p50,
+        report.latency_ms.p95,
+        report.latency_ms.p99,
+        report.latency_ms.max,
+        report.failures
     );
     eprintln!(
         "signature floor here: sign {sign_us:.1} µs, verify {verify_us:.1} µs -> {floor:.0} TPS for 5 signs + 9 verifies per transaction; reached {:.0} %",
         100.0 * report.tps / floor
     );
     for (name, p) in &processes {
-        eprintln!("  {name:<24} {} CPU s, peak RSS {} MiB", p["cpu_seconds"], p["peak_rss_mib"]);
+        eprintln!(
+            "  {name:<24} {} CPU s, peak RSS {} MiB",
+            p["cpu_seconds"], p["peak_rss_mib"]
+        );
     }
-    eprintln!("report: {}/{name}.json, plot: {}/{name}.svg", data.display(), data.display());
+    eprintln!(
+        "report: {}/{name}.json, plot: {}/{name}.svg",
+        data.display(),
+        data.display()
+    );
     if !keep {
         step("stopping the benchmark network (its data is kept)");
         down(&data, false)?;

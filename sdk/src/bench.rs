@@ -125,7 +125,10 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 /// Runs the load on `contracts` (clients take them in turn: several gateways, or several
 /// connections to one) and reports.
 pub async fn run(contracts: Vec<Contract>, options: Options) -> Report {
-    assert!(!contracts.is_empty(), "a benchmark needs at least one contract");
+    assert!(
+        !contracts.is_empty(),
+        "a benchmark needs at least one contract"
+    );
     let start = Instant::now();
     let measure_from = start + options.warmup;
     let end = measure_from + options.duration;
@@ -150,12 +153,16 @@ pub async fn run(contracts: Vec<Contract>, options: Options) -> Report {
                     Workload::Kv { value_bytes } => {
                         let key = format!("k{run_id:x}-{n}");
                         let value = "v".repeat(*value_bytes);
-                        contract.submit("put", &[key.as_bytes(), value.as_bytes()]).await
+                        contract
+                            .submit("put", &[key.as_bytes(), value.as_bytes()])
+                            .await
                     }
                     Workload::Rmw { keys, value_bytes } => {
                         let key = format!("r{}", key_pick % keys.max(&1));
                         let value = "v".repeat(*value_bytes);
-                        contract.submit("rmw", &[key.as_bytes(), value.as_bytes()]).await
+                        contract
+                            .submit("rmw", &[key.as_bytes(), value.as_bytes()])
+                            .await
                     }
                 };
                 let now = Instant::now();
@@ -186,7 +193,11 @@ pub async fn run(contracts: Vec<Contract>, options: Options) -> Report {
             loop {
                 tick.tick().await;
                 let now = done.load(Ordering::Relaxed);
-                let phase = if Instant::now() < measure_from { "warm-up" } else { "measuring" };
+                let phase = if Instant::now() < measure_from {
+                    "warm-up"
+                } else {
+                    "measuring"
+                };
                 eprintln!(
                     "  {:>4} s {phase}: {now} committed ({} /s), {} failed",
                     start.elapsed().as_secs(),
@@ -228,7 +239,9 @@ pub async fn run(contracts: Vec<Contract>, options: Options) -> Report {
                 tick.tick().await;
                 // At the bound, the generator waits: the offered rate drops and the report
                 // shows it, rather than memory growing without end.
-                let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else { break };
+                let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+                    break;
+                };
                 let contract = contracts[(n as usize) % contracts.len()].clone();
                 let job = one(contract, n, keys.next());
                 tasks.spawn(async move {
@@ -247,7 +260,11 @@ pub async fn run(contracts: Vec<Contract>, options: Options) -> Report {
 
     let samples = std::mem::take(&mut *samples.lock().await);
     let seconds = options.duration.as_secs_f64();
-    let mut ok: Vec<Duration> = samples.iter().filter(|s| s.failure.is_none()).map(|s| s.took).collect();
+    let mut ok: Vec<Duration> = samples
+        .iter()
+        .filter(|s| s.failure.is_none())
+        .map(|s| s.took)
+        .collect();
     ok.sort_unstable();
     let mut failures = BTreeMap::new();
     for s in &samples {
@@ -256,7 +273,10 @@ pub async fn run(contracts: Vec<Contract>, options: Options) -> Report {
         }
     }
     let mut timeline: Vec<Second> = (0..options.duration.as_secs().max(1))
-        .map(|second| Second { second, ..Default::default() })
+        .map(|second| Second {
+            second,
+            ..Default::default()
+        })
         .collect();
     let mut per_second: Vec<Vec<Duration>> = vec![Vec::new(); timeline.len()];
     for s in &samples {
@@ -276,7 +296,10 @@ pub async fn run(contracts: Vec<Contract>, options: Options) -> Report {
         workload: options.workload.name().into(),
         mode: match options.rate {
             None => format!("closed loop, {} clients", options.clients),
-            Some(r) => format!("open loop, {r} tx/s offered, at most {} in flight", options.clients),
+            Some(r) => format!(
+                "open loop, {r} tx/s offered, at most {} in flight",
+                options.clients
+            ),
         },
         clients: options.clients,
         seconds,
@@ -298,7 +321,13 @@ pub async fn run(contracts: Vec<Contract>, options: Options) -> Report {
 pub fn svg(report: &Report) -> String {
     let (w, h, pad) = (800.0, 320.0, 50.0);
     let n = report.timeline.len().max(1) as f64;
-    let max_tps = report.timeline.iter().map(|s| s.committed).max().unwrap_or(1).max(1) as f64;
+    let max_tps = report
+        .timeline
+        .iter()
+        .map(|s| s.committed)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
     let max_lat = report.timeline.iter().map(|s| s.p50_ms).fold(1.0, f64::max);
     let bw = (w - 2.0 * pad) / n;
     let mut out = format!(

@@ -235,7 +235,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         ..Default::default()
     };
     let identity = std::sync::Arc::new(identity);
-    let gateway = Gateway::connect_with(&peer, &roots, std::sync::Arc::clone(&identity), options.clone()).await?;
+    let gateway = Gateway::connect_with(
+        &peer,
+        &roots,
+        std::sync::Arc::clone(&identity),
+        options.clone(),
+    )
+    .await?;
     let network = gateway.network(&channel);
     let json = cli.json;
     match cli.command {
@@ -317,7 +323,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             let mut contracts = vec![network.contract(&chaincode)];
             for _ in 1..connections.unwrap_or(clients.div_ceil(64)).max(1) {
-                let g = Gateway::connect_with(&peer, &roots, std::sync::Arc::clone(&identity), options.clone()).await?;
+                let g = Gateway::connect_with(
+                    &peer,
+                    &roots,
+                    std::sync::Arc::clone(&identity),
+                    options.clone(),
+                )
+                .await?;
                 contracts.push(g.network(&channel).contract(&chaincode));
             }
             let report = bench::run(
@@ -341,8 +353,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             } else {
                 println!(
                     "{} ({}): {} committed in {:.0} s = {:.1} TPS; latency p50 {:.1} ms, p95 {:.1}, p99 {:.1}, max {:.1}; failures {:?}",
-                    report.workload, report.mode, report.committed, report.seconds, report.tps,
-                    report.latency_ms.p50, report.latency_ms.p95, report.latency_ms.p99, report.latency_ms.max, report.failures
+                    report.workload,
+                    report.mode,
+                    report.committed,
+                    report.seconds,
+                    report.tps,
+                    report.latency_ms.p50,
+                    report.latency_ms.p95,
+                    report.latency_ms.p99,
+                    report.latency_ms.max,
+                    report.failures
                 );
             }
         }

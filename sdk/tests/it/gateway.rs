@@ -377,3 +377,47 @@ async fn a_conflicting_transaction_fails_its_commit_as_retryable() {
     assert_eq!(contract.evaluate("get", &[b"alice"]).await.unwrap(), b"-20");
     assert_eq!(contract.evaluate("get", &[b"carol"]).await.unwrap(), b"60");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_load_generator_reports_what_committed() {
+    let net = Net::start().await;
+    net.deploy("testcc", testcc(), "OR('Brand1MSP.peer', 'Brand2MSP.peer')")
+        .await;
+    let seller = net.gateway(0, &net.orgs[0].client).await;
+    let contract = seller.network(CHANNEL).contract("testcc");
+    let report = mercato_sdk::bench::run(
+        vec![contract.clone()],
+        mercato_sdk::bench::Options {
+            workload: mercato_sdk::bench::Workload::Kv { value_bytes: 10 },
+            clients: 4,
+            rate: None,
+            warmup: std::time::Duration::ZERO,
+            duration: std::time::Duration::from_secs(1),
+            progress: false,
+        },
+    )
+    .await;
+    assert!(report.committed > 0, "{report:?}");
+    assert!(report.failures.is_empty(), "{report:?}");
+    assert_eq!(report.timeline.len(), 1);
+    assert!(report.latency_ms.p50 > 0.0 && report.latency_ms.p50 <= report.latency_ms.max);
+    let committed: u64 = report.timeline.iter().map(|s| s.committed).sum();
+    assert_eq!(committed, report.committed);
+    // What it wrote is on the ledger: as many keys under the run's prefix as it counted, or
+    // more (transactions that finished after the window are not counted).
+    let keys = net
+        .peer(0)
+        .channel
+        .store
+        .state_snapshot()
+        .unwrap()
+        .into_iter()
+        .filter(|(ns, k, _)| ns == "testcc" && k.starts_with('k'))
+        .count() as u64;
+    assert!(
+        keys >= report.committed,
+        "{keys} keys, {} counted",
+        report.committed
+    );
+    assert!(mercato_sdk::bench::svg(&report).starts_with("<svg"));
+}
