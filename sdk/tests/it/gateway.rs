@@ -262,7 +262,7 @@ async fn restart_peer(config: &mercato_peer::node::Config) -> mercato_peer::node
     for _ in 0..300 {
         match mercato_peer::node::start(config).await {
             Ok(r) => return r,
-            Err(e) if e.to_string().contains("lock") => {
+            Err(e) if e.to_string().contains("acquire lock") => {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
             Err(e) => panic!("{e}"),
@@ -420,4 +420,69 @@ async fn the_load_generator_reports_what_committed() {
         report.committed
     );
     assert!(mercato_sdk::bench::svg(&report).starts_with("<svg"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_refuses_to_start_with_the_wrong_identity_or_another_channels_ledger() {
+    let net = Net::start().await;
+    let org = &net.orgs[0];
+    // A client's identity is not a peer's.
+    let mut config = net.peer_configs[0].clone();
+    let msp = net.dir.path().join("client-msp");
+    std::fs::create_dir_all(msp.join("signcerts")).unwrap();
+    std::fs::create_dir_all(msp.join("keystore")).unwrap();
+    std::fs::write(msp.join("signcerts/cert.pem"), org.client.certificate_pem()).unwrap();
+    std::fs::write(
+        msp.join("keystore/key.pem"),
+        mercato_ca::crypto::to_pem("PRIVATE KEY", &org.client_key),
+    )
+    .unwrap();
+    config.identity.msp_dir = msp;
+    config.node.listen = "127.0.0.1:0".into();
+    config.node.data_dir = net.dir.path().join("other-data");
+    let e = mercato_peer::node::start(&config).await.unwrap_err();
+    assert!(e.to_string().contains("needs a peer identity"), "{e}");
+
+    // A ledger made from another genesis block is not taken for this channel's.
+    let mut config = net.peer_configs[0].clone();
+    config.node.listen = "127.0.0.1:0".into();
+    config.node.operations = "127.0.0.1:0".into();
+    config.node.data_dir = net.dir.path().join("foreign-ledger");
+    {
+        use mercato_peer::ledger::LedgerStore;
+        let (_, channel) = mercato_peer::node::read_genesis(&config.node.genesis).unwrap();
+        let ctx = mercato_peer::validator::ValidationContext::from_channel(
+            &channel,
+            std::sync::Arc::new(mercato_peer::validator::StaticChaincodes::default()),
+            None,
+            1,
+        )
+        .unwrap();
+        let store: std::sync::Arc<dyn LedgerStore> = std::sync::Arc::new(
+            mercato_peer::ledger::SledLedgerStore::open(&config.ledger_dir(), CHANNEL).unwrap(),
+        );
+        let committer =
+            mercato_peer::committer::Committer::new(store, std::sync::Arc::new(ctx)).unwrap();
+        let foreign = mercato_proto::block::new_block(0, vec![], vec![b"another chain".to_vec()]);
+        committer.commit_genesis(foreign).unwrap();
+    }
+    let mut refused = None;
+    for _ in 0..300 {
+        match mercato_peer::node::start(&config).await {
+            Ok(_) => panic!("a peer started on another genesis block's ledger"),
+            // The store just closed above; sled lets go of its lock a moment later.
+            Err(e) if e.to_string().contains("acquire lock") => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(e) => {
+                refused = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("the ledger stayed locked");
+    assert!(
+        refused.contains("holds the ledger of another channel or genesis block"),
+        "{refused}"
+    );
 }
