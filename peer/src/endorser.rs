@@ -128,9 +128,38 @@ impl Endorser {
         outcome
     }
 
+    /// Like [`Endorser::endorse`], for a proposal the caller has already parsed (the gateway,
+    /// which parses it to plan the endorsements).
+    pub fn endorse_parsed(
+        &self,
+        proposal: ParsedProposal,
+        purpose: Purpose,
+    ) -> Result<Endorsed, Box<ProposalResponse>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let outcome = self.run_parsed(proposal, purpose, &|_| Ok(()));
+        match &outcome {
+            Ok(_) => self.metrics.endorsed.fetch_add(1, Relaxed),
+            Err(_) => self.metrics.refused.fetch_add(1, Relaxed),
+        };
+        outcome
+    }
+
     fn run(
         &self,
         signed: &SignedProposal,
+        purpose: Purpose,
+        admit: &dyn Fn(&Identity) -> Result<(), String>,
+    ) -> Result<Endorsed, Box<ProposalResponse>> {
+        let proposal = parse_signed_proposal(signed, &self.limits).map_err(|e| {
+            tracing::debug!(error = %e, "malformed proposal refused");
+            Box::new(error_response(400, format!("malformed proposal: {e}")))
+        })?;
+        self.run_parsed(proposal, purpose, admit)
+    }
+
+    fn run_parsed(
+        &self,
+        proposal: ParsedProposal,
         purpose: Purpose,
         admit: &dyn Fn(&Identity) -> Result<(), String>,
     ) -> Result<Endorsed, Box<ProposalResponse>> {
@@ -138,8 +167,6 @@ impl Endorser {
             tracing::debug!(status, %message, "proposal refused");
             Box::new(error_response(status, message))
         };
-        let proposal = parse_signed_proposal(signed, &self.limits)
-            .map_err(|e| refuse(400, format!("malformed proposal: {e}")))?;
         let header = &proposal.header;
         if header.channel_header.channel_id != self.channel_id {
             return Err(refuse(

@@ -312,15 +312,38 @@ impl Gateway {
     /// Gathers the endorsements `signed` needs and assembles the unsigned transaction envelope.
     /// `requested`: the organisations the client asked for (`endorsing_organizations`), which
     /// then replace the plan.
+    /// `txid`, when not empty, must be the proposal's.
     pub async fn endorse(
         self: &Arc<Self>,
         signed: SignedProposal,
+        txid: &str,
         requested: &[String],
-    ) -> std::result::Result<(Envelope, ParsedProposal), EndorseError> {
+    ) -> std::result::Result<Envelope, EndorseError> {
         let proposal = parse_signed_proposal(&signed, &self.limits)
             .map_err(|e| EndorseError::BadProposal(format!("malformed proposal: {e}")))?;
+        if !txid.is_empty() && txid != proposal.header.channel_header.tx_id {
+            return Err(EndorseError::BadProposal(format!(
+                "EndorseRequest.transaction_id {txid:?} is not the proposal's txid {:?}",
+                proposal.header.channel_header.tx_id
+            )));
+        }
+        // The client's choice of organisations replaces the plan: each once, and only the
+        // channel's (the list comes from the network and bounds the calls made).
+        let mut chosen: Vec<String> = Vec::new();
+        for org in requested {
+            if !self.orgs.contains(org) {
+                return Err(EndorseError::BadProposal(format!(
+                    "endorsing organisation {org:?} is not an application organisation of the channel"
+                )));
+            }
+            if !chosen.contains(org) {
+                chosen.push(org.clone());
+            }
+        }
+        let requested = chosen;
         let policy = self.policy_for(&proposal)?;
         let signed = Arc::new(signed);
+        let proposal = Arc::new(proposal);
         let mut endorsed: BTreeMap<String, ProposalResponse> = BTreeMap::new();
         let mut failed: BTreeMap<String, ErrorDetail> = BTreeMap::new();
         loop {
@@ -352,9 +375,10 @@ impl Gateway {
             for org in plan.iter().filter(|o| !endorsed.contains_key(*o)) {
                 let me = Arc::clone(self);
                 let signed = Arc::clone(&signed);
+                let parsed = Arc::clone(&proposal);
                 let org = org.clone();
                 jobs.spawn(async move {
-                    let outcome = me.endorse_on(&org, signed).await;
+                    let outcome = me.endorse_on(&org, signed, parsed).await;
                     (org, outcome)
                 });
             }
@@ -405,7 +429,7 @@ impl Gateway {
         policy: &Policy,
         plan: &[String],
         responses: &[ProposalResponse],
-    ) -> std::result::Result<(Envelope, ParsedProposal), EndorseError> {
+    ) -> std::result::Result<Envelope, EndorseError> {
         let envelope = new_transaction(proposal, responses, &self.limits).map_err(|e| {
             EndorseError::Mismatch {
                 message: format!(
@@ -429,16 +453,23 @@ impl Gateway {
                 details: Vec::new(),
             });
         }
-        Ok((envelope, proposal.clone()))
+        Ok(envelope)
     }
 
-    /// Endorses on one organisation: this peer for its own, else its peers in turn.
-    async fn endorse_on(&self, org: &str, signed: Arc<SignedProposal>) -> Outcome {
+    /// Endorses on one organisation: this peer for its own (with the proposal as parsed for
+    /// planning), else its peers in turn.
+    async fn endorse_on(
+        &self,
+        org: &str,
+        signed: Arc<SignedProposal>,
+        parsed: Arc<ParsedProposal>,
+    ) -> Outcome {
         if org == self.msp_id {
             let endorser = Arc::clone(&self.endorser);
-            let local =
-                tokio::task::spawn_blocking(move || endorser.endorse(&signed, Purpose::Endorse))
-                    .await;
+            let local = tokio::task::spawn_blocking(move || {
+                endorser.endorse_parsed(Arc::unwrap_or_clone(parsed), Purpose::Endorse)
+            })
+            .await;
             return match local {
                 Ok(Ok(e)) => Outcome::Endorsed(e.response),
                 Ok(Err(r)) => {

@@ -270,8 +270,6 @@ pub fn read_genesis(path: &Path) -> Result<(Block, ChannelConfig), NodeError> {
 #[derive(Debug)]
 pub struct NodeMetrics {
     pub blocks_committed: AtomicU64,
-    pub txs_valid: AtomicU64,
-    pub txs_invalid: AtomicU64,
     /// Sum of the time from a block's arrival from the orderer to its commit.
     pub commit_micros: AtomicU64,
     /// Per validation code (index = code), the transactions committed with it.
@@ -282,8 +280,6 @@ impl Default for NodeMetrics {
     fn default() -> Self {
         NodeMetrics {
             blocks_committed: AtomicU64::new(0),
-            txs_valid: AtomicU64::new(0),
-            txs_invalid: AtomicU64::new(0),
             commit_micros: AtomicU64::new(0),
             codes: (0..256).map(|_| AtomicU64::new(0)).collect(),
         }
@@ -600,11 +596,6 @@ async fn count_commits(
         metrics.blocks_committed.fetch_add(1, Ordering::Relaxed);
         for tx in &event.txs {
             metrics.codes[usize::from(tx.code.0)].fetch_add(1, Ordering::Relaxed);
-            if tx.code.is_valid() {
-                metrics.txs_valid.fetch_add(1, Ordering::Relaxed);
-            } else {
-                metrics.txs_invalid.fetch_add(1, Ordering::Relaxed);
-            }
         }
         let mut arrivals = arrivals.lock().unwrap_or_else(|p| p.into_inner());
         while let Some((n, at)) = arrivals.front().copied() {

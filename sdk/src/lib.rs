@@ -47,8 +47,8 @@ use mercato_proto::pb::orderer::seek_position::Type as Seek;
 use mercato_proto::pb::orderer::{SeekNextCommit, SeekPosition, SeekSpecified};
 use mercato_proto::pb::protos::{ChaincodeAction, ProposalResponsePayload, SignedProposal};
 use mercato_proto::proposal::{ProposalInput, new_proposal, sign_proposal};
-use mercato_proto::transaction::{parse_envelope_message, sign_envelope};
-use mercato_proto::{Limits, Signer, ValidationCode};
+use mercato_proto::transaction::sign_envelope;
+use mercato_proto::{Signer, ValidationCode};
 use prost::Message;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
@@ -526,31 +526,30 @@ impl Transaction {
     }
 }
 
-/// The chaincode's result payload inside a prepared (unsigned) transaction.
+/// The chaincode's result payload inside a prepared (unsigned) transaction: payload →
+/// transaction → its one action → the proposal response payload → the chaincode action.
 fn result_of(envelope: &mercato_proto::pb::common::Envelope) -> Result<Vec<u8>> {
-    let limits = Limits::default();
-    // The parser wants a signature; the prepared transaction has none yet.
-    let mut probe = envelope.clone();
-    probe.signature = vec![0];
-    let parsed = parse_envelope_message(probe, &limits)
-        .map_err(|e| Error::Malformed(format!("prepared transaction: {e}")))?;
-    let tx = mercato_proto::pb::protos::Transaction::decode(parsed.data.as_slice())
-        .map_err(|e| Error::Malformed(format!("prepared transaction: {e}")))?;
+    use mercato_proto::pb::common::Payload;
+    use mercato_proto::pb::protos::{ChaincodeActionPayload, Transaction};
+    let bad = |what: &str, e: prost::DecodeError| {
+        Error::Malformed(format!("prepared transaction: {what}: {e}"))
+    };
+    let payload = Payload::decode(envelope.payload.as_slice()).map_err(|e| bad("Payload", e))?;
+    let tx = Transaction::decode(payload.data.as_slice()).map_err(|e| bad("Transaction", e))?;
     let action = tx
         .actions
         .first()
         .ok_or_else(|| Error::Malformed("prepared transaction without an action".into()))?;
-    let payload =
-        mercato_proto::pb::protos::ChaincodeActionPayload::decode(action.payload.as_slice())
-            .map_err(|e| Error::Malformed(format!("ChaincodeActionPayload: {e}")))?;
-    let prp = payload
+    let action = ChaincodeActionPayload::decode(action.payload.as_slice())
+        .map_err(|e| bad("ChaincodeActionPayload", e))?;
+    let prp = action
         .action
         .map(|a| a.proposal_response_payload)
         .unwrap_or_default();
     let prp = ProposalResponsePayload::decode(prp.as_slice())
-        .map_err(|e| Error::Malformed(format!("ProposalResponsePayload: {e}")))?;
-    let action = ChaincodeAction::decode(prp.extension.as_slice())
-        .map_err(|e| Error::Malformed(format!("ChaincodeAction: {e}")))?;
+        .map_err(|e| bad("ProposalResponsePayload", e))?;
+    let action =
+        ChaincodeAction::decode(prp.extension.as_slice()).map_err(|e| bad("ChaincodeAction", e))?;
     Ok(action.response.map(|r| r.payload).unwrap_or_default())
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use mercato_proto::Limits;
 use mercato_proto::block::metadata_entry;
-use mercato_proto::pb::common::{Block, BlockMetadataIndex};
+use mercato_proto::pb::common::{Block, BlockMetadataIndex, Status as FabricStatus};
 use mercato_proto::pb::gateway::gateway_server::Gateway as GatewayApi;
 use mercato_proto::pb::gateway::{
     ChaincodeEventsRequest, ChaincodeEventsResponse, CommitStatusRequest, CommitStatusResponse,
@@ -144,21 +144,27 @@ impl GatewayApi for GatewayService {
             })
         })
         .await??;
-        // Subscribe before looking, so that a commit between the two is not missed.
+        // Subscribe before looking, so that a commit between the two is not missed; after
+        // that, each committed block's outcomes say whether it holds the transaction, and the
+        // index is read again only when events were missed.
         let mut events = self.channel.committer.subscribe();
         let deadline = tokio::time::Instant::now() + COMMIT_STATUS_LIMIT;
-        loop {
-            let location = self
-                .channel
+        let indexed = || {
+            self.channel
                 .store
                 .tx_location(&r.transaction_id)
-                .map_err(|e| Status::internal(e.to_string()))?;
-            if let Some(l) = location {
-                return Ok(Response::new(CommitStatusResponse {
-                    result: i32::from(l.code),
-                    block_number: l.block,
-                }));
-            }
+                .map_err(|e| Status::internal(e.to_string()))
+                .map(|l| {
+                    l.map(|l| CommitStatusResponse {
+                        result: i32::from(l.code),
+                        block_number: l.block,
+                    })
+                })
+        };
+        if let Some(found) = indexed()? {
+            return Ok(Response::new(found));
+        }
+        loop {
             let next = tokio::time::timeout_at(deadline, events.recv()).await;
             match next {
                 Err(_) => {
@@ -168,8 +174,24 @@ impl GatewayApi for GatewayService {
                         COMMIT_STATUS_LIMIT.as_secs()
                     )));
                 }
-                // A block committed, or events were missed: look at the index again.
-                Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {}
+                Ok(Ok(block)) => {
+                    // The first genuine occurrence is the indexed one, as in the txid index.
+                    let tx = block
+                        .txs
+                        .iter()
+                        .find(|t| t.txid.as_deref() == Some(r.transaction_id.as_str()));
+                    if let Some(tx) = tx {
+                        return Ok(Response::new(CommitStatusResponse {
+                            result: i32::from(tx.code.0),
+                            block_number: block.number,
+                        }));
+                    }
+                }
+                Ok(Err(RecvError::Lagged(_))) => {
+                    if let Some(found) = indexed()? {
+                        return Ok(Response::new(found));
+                    }
+                }
                 Ok(Err(RecvError::Closed)) => {
                     return Err(Status::unavailable("the committer has stopped"));
                 }
@@ -187,20 +209,13 @@ impl GatewayApi for GatewayService {
         let signed = r.proposed_transaction.ok_or_else(|| {
             Status::invalid_argument("EndorseRequest.proposed_transaction is missing")
         })?;
-        match gateway.endorse(signed, &r.endorsing_organizations).await {
-            Ok((envelope, proposal)) => {
-                if !r.transaction_id.is_empty()
-                    && r.transaction_id != proposal.header.channel_header.tx_id
-                {
-                    return Err(Status::invalid_argument(format!(
-                        "EndorseRequest.transaction_id {:?} is not the proposal's txid {:?}",
-                        r.transaction_id, proposal.header.channel_header.tx_id
-                    )));
-                }
-                Ok(Response::new(EndorseResponse {
-                    prepared_transaction: Some(envelope),
-                }))
-            }
+        match gateway
+            .endorse(signed, &r.transaction_id, &r.endorsing_organizations)
+            .await
+        {
+            Ok(envelope) => Ok(Response::new(EndorseResponse {
+                prepared_transaction: Some(envelope),
+            })),
             Err(e) => Err(endorse_error(e)),
         }
     }
@@ -220,37 +235,21 @@ impl GatewayApi for GatewayService {
                 "the prepared transaction is not signed: sign Envelope.payload as its creator",
             ));
         }
-        // The creator's signature is checked here, so that a tampered or unsigned transaction
-        // is refused with a reason rather than ordered and invalidated.
-        let channel = Arc::clone(&self.channel);
-        let checked = envelope.clone();
-        let txid = r.transaction_id;
-        blocking(move || -> Result<(), Status> {
-            let parsed = parse_envelope_message(checked, &channel.limits).map_err(|e| {
+        // Structure, channel and txid are checked here; the creator and its signature by the
+        // orderer, whose refusal comes back with its reason (checking them here too would cost
+        // a second signature verification per transaction).
+        let parsed =
+            parse_envelope_message(envelope.clone(), &self.channel.limits).map_err(|e| {
                 Status::invalid_argument(format!("malformed prepared transaction: {e}"))
             })?;
-            let header = &parsed.header.channel_header;
-            channel.check_channel(&header.channel_id)?;
-            if !txid.is_empty() && txid != header.tx_id {
-                return Err(Status::invalid_argument(format!(
-                    "SubmitRequest.transaction_id {txid:?} is not the transaction's {:?}",
-                    header.tx_id
-                )));
-            }
-            let creator = channel.msps.identity(&parsed.header.creator).map_err(|e| {
-                Status::permission_denied(format!(
-                    "the transaction's creator is not a valid member of the channel: {e}"
-                ))
-            })?;
-            creator
-                .verify(&parsed.payload_bytes, &parsed.signature)
-                .map_err(|e| {
-                    Status::permission_denied(format!(
-                        "the transaction's signature does not verify: {e}"
-                    ))
-                })
-        })
-        .await??;
+        let header = &parsed.header.channel_header;
+        self.channel.check_channel(&header.channel_id)?;
+        if !r.transaction_id.is_empty() && r.transaction_id != header.tx_id {
+            return Err(Status::invalid_argument(format!(
+                "SubmitRequest.transaction_id {:?} is not the transaction's {:?}",
+                r.transaction_id, header.tx_id
+            )));
+        }
         match gateway.orderers().broadcast(envelope).await {
             Ok(()) => Ok(Response::new(SubmitResponse {})),
             Err(e) => Err(broadcast_error(e)),
@@ -439,7 +438,11 @@ fn broadcast_error(e: BroadcastError) -> Status {
             info,
             status,
         } => with_details(
-            Code::Aborted,
+            match status {
+                FabricStatus::Forbidden => Code::PermissionDenied,
+                FabricStatus::BadRequest => Code::InvalidArgument,
+                _ => Code::Aborted,
+            },
             message,
             &[ErrorDetail {
                 address,
