@@ -9,7 +9,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use mercato_proto::block::{parse_block, set_transactions_filter};
+use mercato_proto::block::{commit_hash, parse_block, set_commit_hash, set_transactions_filter};
 use mercato_proto::hash::block_header_hash;
 use mercato_proto::pb::common::{Block, BlockMetadataIndex};
 use mercato_proto::pb::protos::ChaincodeEvent;
@@ -19,7 +19,7 @@ use prost::Message;
 use tokio::sync::broadcast;
 
 use crate::error::{Error, Result};
-use crate::ledger::{BlockCommit, LedgerStore};
+use crate::ledger::{self, BlockCommit, LedgerStore};
 use crate::rwset::TxRwSet;
 use crate::validator::ValidationContext;
 use crate::validator::mvcc::{Mode, apply_block};
@@ -55,8 +55,8 @@ pub struct Committer {
     ctx: Arc<ValidationContext>,
     /// The next block number to commit.
     height: AtomicU64,
-    /// The header hash of the last committed block.
-    last_hash: Mutex<[u8; 32]>,
+    /// The header hash and the commit hash of the last committed block.
+    last: Mutex<Last>,
     events: broadcast::Sender<Arc<BlockEvent>>,
 }
 
@@ -68,6 +68,13 @@ impl std::fmt::Debug for Committer {
     }
 }
 
+/// The hashes of the last committed block (zeros before block 0).
+#[derive(Debug, Clone, Copy, Default)]
+struct Last {
+    hash: [u8; 32],
+    commit_hash: [u8; 32],
+}
+
 /// A block after stage 1, waiting for stage 2.
 struct Verified {
     block: Block,
@@ -77,16 +84,30 @@ struct Verified {
 impl Committer {
     /// A committer over `store`, resuming at its savepoint.
     pub fn new(store: Arc<dyn LedgerStore>, ctx: Arc<ValidationContext>) -> Result<Self> {
-        let (height, last_hash) = match store.savepoint()? {
-            Some(sp) => (sp.height(), sp.hash),
-            None => (0, [0; 32]),
+        let (height, last) = match store.savepoint()? {
+            Some(sp) => (
+                sp.height(),
+                Last {
+                    hash: sp.hash,
+                    commit_hash: stored_commit_hash(store.as_ref(), sp.number)?.ok_or_else(
+                        || {
+                            Error::Corrupt(format!(
+                                "block {} has no commit hash: the ledger predates commit hashes \
+                                 (rebuild it with `mercato-peer rebuild --write-to`)",
+                                sp.number
+                            ))
+                        },
+                    )?,
+                },
+            ),
+            None => (0, Last::default()),
         };
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         Ok(Committer {
             store,
             ctx,
             height: AtomicU64::new(height),
-            last_hash: Mutex::new(last_hash),
+            last: Mutex::new(last),
             events,
         })
     }
@@ -94,6 +115,15 @@ impl Committer {
     /// The number of the next block to commit (the number of committed blocks).
     pub fn height(&self) -> u64 {
         self.height.load(Ordering::Acquire)
+    }
+
+    /// The commit hash of the last committed block (zeros for an empty ledger); see
+    /// [`ledger::commit_hash`].
+    pub fn commit_hash(&self) -> [u8; 32] {
+        self.last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .commit_hash
     }
 
     /// The store.
@@ -167,8 +197,8 @@ impl Committer {
                 format!("the next block to commit is {expected}"),
             ));
         }
-        let mut last_hash = self.last_hash.lock().unwrap_or_else(|p| p.into_inner());
-        if number > 0 && header.previous_hash != last_hash.as_slice() {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if number > 0 && header.previous_hash != last.hash.as_slice() {
             return Err(Error::invalid_block(
                 number,
                 "its previous hash is not the hash of the last committed block",
@@ -182,6 +212,9 @@ impl Committer {
             Mode::Validate(&self.ctx),
         )?;
         set_transactions_filter(&mut block, &applied.codes);
+        let commit_hash =
+            ledger::commit_hash(&last.commit_hash, number, &applied.codes, &applied.updates);
+        set_commit_hash(&mut block, &commit_hash);
         let commit = BlockCommit {
             number,
             hash,
@@ -190,9 +223,9 @@ impl Committer {
             txids: applied.txids,
         };
         self.store.commit(&commit)?;
-        *last_hash = hash;
+        *last = Last { hash, commit_hash };
         self.height.store(number + 1, Ordering::Release);
-        drop(last_hash);
+        drop(last);
         let event = Arc::new(BlockEvent {
             number,
             txs: checked
@@ -354,11 +387,12 @@ pub fn rebuild(source: &dyn LedgerStore, target: &dyn LedgerStore) -> Result<u64
     if target.savepoint()?.is_some() {
         return Err(Error::Storage("the rebuild target is not empty".into()));
     }
+    let mut previous_commit_hash = [0; 32];
     for number in 0..=savepoint.number {
         let bytes = source
             .block(number)?
             .ok_or_else(|| Error::Corrupt(format!("block {number} is missing")))?;
-        let block = parse_block(&bytes, &mercato_proto::Limits::DEFAULT)
+        let mut block = parse_block(&bytes, &mercato_proto::Limits::DEFAULT)
             .map_err(|e| Error::Corrupt(format!("block {number}: {e}")))?;
         let header = block
             .header
@@ -385,15 +419,47 @@ pub fn rebuild(source: &dyn LedgerStore, target: &dyn LedgerStore) -> Result<u64
             .map(|(env, &code)| replay_checked(number, env, ValidationCode(code)))
             .collect::<Result<Vec<_>>>()?;
         let applied = apply_block(target, number, &checked, Mode::Replay)?;
+        let hash = block_header_hash(header);
+        let codes: Vec<ValidationCode> = filter.iter().map(|&c| ValidationCode(c)).collect();
+        let computed = ledger::commit_hash(&previous_commit_hash, number, &codes, &applied.updates);
+        let block_bytes = match commit_hash(&block)
+            .map_err(|e| Error::Corrupt(format!("block {number}: {e}")))?
+        {
+            Some(stored) if stored != computed => {
+                return Err(Error::Corrupt(format!(
+                    "block {number}: its recorded commit hash {} is not the {} its codes and \
+                     writes give",
+                    hex::encode(stored),
+                    hex::encode(computed)
+                )));
+            }
+            Some(_) => bytes,
+            // A ledger from before commit hashes gets them now.
+            None => {
+                set_commit_hash(&mut block, &computed);
+                block.encode_to_vec()
+            }
+        };
+        previous_commit_hash = computed;
         target.commit(&BlockCommit {
             number,
-            hash: block_header_hash(header),
-            block_bytes: bytes,
+            hash,
+            block_bytes,
             updates: applied.updates,
             txids: applied.txids,
         })?;
     }
     Ok(savepoint.number + 1)
+}
+
+/// The commit hash recorded in stored block `number`.
+pub fn stored_commit_hash(store: &dyn LedgerStore, number: u64) -> Result<Option<[u8; 32]>> {
+    let bytes = store
+        .block(number)?
+        .ok_or_else(|| Error::Corrupt(format!("block {number} is missing")))?;
+    let block = parse_block(&bytes, &mercato_proto::Limits::DEFAULT)
+        .map_err(|e| Error::Corrupt(format!("block {number}: {e}")))?;
+    commit_hash(&block).map_err(|e| Error::Corrupt(format!("block {number}: {e}")))
 }
 
 /// The stage-1 result of a stored transaction, rebuilt from its recorded code.

@@ -95,6 +95,33 @@ pub fn set_transactions_filter(block: &mut Block, codes: &[ValidationCode]) {
         codes.iter().map(|c| c.0).collect();
 }
 
+/// Records a peer's commit hash in the COMMIT_HASH metadata, as Fabric does: an encoded
+/// `Metadata` whose value is the hash.
+pub fn set_commit_hash(block: &mut Block, hash: &[u8; 32]) {
+    let metadata = block.metadata.get_or_insert_with(BlockMetadata::default);
+    *metadata_slot(metadata, BlockMetadataIndex::CommitHash) = encode(&Metadata {
+        value: hash.to_vec(),
+        signatures: Vec::new(),
+    });
+}
+
+/// The commit hash a peer recorded in a block, if any (an entry that is not a 32-byte hash in a
+/// `Metadata` is an error).
+pub fn commit_hash(block: &Block) -> Result<Option<[u8; 32]>, ParseError> {
+    let Some(bytes) =
+        metadata_entry(block, BlockMetadataIndex::CommitHash).filter(|b| !b.is_empty())
+    else {
+        return Ok(None);
+    };
+    let entry: Metadata = decode("Metadata", bytes, &Limits::DEFAULT)?;
+    <[u8; 32]>::try_from(entry.value.as_slice())
+        .map(Some)
+        .map_err(|_| ParseError::Invalid {
+            layer: "Block.metadata[COMMIT_HASH]",
+            reason: format!("{} bytes, not a 32-byte hash", entry.value.len()),
+        })
+}
+
 /// The metadata entry at `index`, if the block has one.
 pub fn metadata_entry(block: &Block, index: BlockMetadataIndex) -> Option<&[u8]> {
     block

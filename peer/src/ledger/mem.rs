@@ -111,12 +111,24 @@ impl LedgerStore for MemLedgerStore {
         Ok(self.read().txids.get(txid).copied())
     }
 
-    fn history(&self, namespace: &str, key: &str, limit: usize) -> Result<Vec<Version>> {
+    fn history(
+        &self,
+        namespace: &str,
+        key: &str,
+        after: Option<Version>,
+        limit: usize,
+    ) -> Result<Vec<Version>> {
         Ok(self
             .read()
             .history
             .get(&(namespace.to_owned(), key.to_owned()))
-            .map(|h| h.iter().take(limit).copied().collect())
+            .map(|h| {
+                h.iter()
+                    .filter(|v| after.is_none_or(|a| **v > a))
+                    .take(limit)
+                    .copied()
+                    .collect()
+            })
             .unwrap_or_default())
     }
 

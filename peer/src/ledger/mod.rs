@@ -13,6 +13,8 @@ pub use mem::MemLedgerStore;
 pub use sled_store::SledLedgerStore;
 
 use crate::error::Result;
+use mercato_proto::ValidationCode;
+use mercato_proto::hash::sha256;
 
 /// The block and transaction that last wrote a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -111,8 +113,58 @@ pub trait LedgerStore: Send + Sync {
     fn block_number_by_hash(&self, hash: &[u8]) -> Result<Option<u64>>;
     /// Where a transaction was committed.
     fn tx_location(&self, txid: &str) -> Result<Option<TxLocation>>;
-    /// The versions that wrote a key, oldest first, at most `limit`.
-    fn history(&self, namespace: &str, key: &str, limit: usize) -> Result<Vec<Version>>;
+    /// The versions that wrote a key, oldest first, after `after` when given, at most `limit`.
+    fn history(
+        &self,
+        namespace: &str,
+        key: &str,
+        after: Option<Version>,
+        limit: usize,
+    ) -> Result<Vec<Version>>;
     /// Every state entry in namespace and key order (for rebuild checks and audits).
     fn state_snapshot(&self) -> Result<Vec<(String, String, VersionedValue)>>;
+}
+
+/// The commit hash of a block (Fabric's COMMIT_HASH idea): SHA-256 over the previous block's
+/// commit hash, the block number, every transaction's validation code and the block's state
+/// updates in order. Two peers with the same commit hash at a block committed the same codes
+/// and the same state changes in every block up to it.
+///
+/// The bytes hashed, all lengths and numbers big-endian:
+/// `"mercato-commit-hash-v1" ‖ previous (32 bytes; zeros before block 0) ‖ number (u64) ‖
+/// count of codes (u32) ‖ codes (a byte each) ‖` then per update `namespace length (u32) ‖
+/// namespace ‖ key length (u32) ‖ key ‖` and `0x00` for a deletion or `0x01 ‖ value length
+/// (u32) ‖ value`.
+pub fn commit_hash(
+    previous: &[u8; 32],
+    number: u64,
+    codes: &[ValidationCode],
+    updates: &[StateUpdate],
+) -> [u8; 32] {
+    fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+        out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        out.extend_from_slice(bytes);
+    }
+    let size: usize = updates
+        .iter()
+        .map(|u| 13 + u.namespace.len() + u.key.len() + u.value.as_ref().map_or(0, Vec::len))
+        .sum();
+    let mut out = Vec::with_capacity(80 + codes.len() + size);
+    out.extend_from_slice(b"mercato-commit-hash-v1");
+    out.extend_from_slice(previous);
+    out.extend_from_slice(&number.to_be_bytes());
+    out.extend_from_slice(&(codes.len() as u32).to_be_bytes());
+    out.extend(codes.iter().map(|c| c.0));
+    for u in updates {
+        put(&mut out, u.namespace.as_bytes());
+        put(&mut out, u.key.as_bytes());
+        match &u.value {
+            None => out.push(0),
+            Some(v) => {
+                out.push(1);
+                put(&mut out, v);
+            }
+        }
+    }
+    sha256(&out)
 }

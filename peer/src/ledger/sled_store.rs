@@ -150,15 +150,32 @@ impl LedgerStore for SledLedgerStore {
             .transpose()
     }
 
-    fn history(&self, namespace: &str, key: &str, limit: usize) -> Result<Vec<Version>> {
-        self.tree
-            .scan_prefix(keys::history_prefix(namespace, key))
-            .take(limit)
-            .map(|item| {
-                let (k, _) = item?;
-                keys::parse_history_version(&k)
-            })
-            .collect()
+    fn history(
+        &self,
+        namespace: &str,
+        key: &str,
+        after: Option<Version>,
+        limit: usize,
+    ) -> Result<Vec<Version>> {
+        let prefix = keys::history_prefix(namespace, key);
+        let iter = match after {
+            // Just past `after`: its key with one more byte sorts right after it.
+            Some(a) => {
+                let mut from = keys::history(namespace, key, a);
+                from.push(0);
+                self.tree.range(from..)
+            }
+            None => self.tree.scan_prefix(&prefix),
+        };
+        iter.take_while(|item| {
+            item.as_ref().is_err() || item.as_ref().is_ok_and(|(k, _)| k.starts_with(&prefix))
+        })
+        .take(limit)
+        .map(|item| {
+            let (k, _) = item?;
+            keys::parse_history_version(&k)
+        })
+        .collect()
     }
 
     fn state_snapshot(&self) -> Result<Vec<(String, String, VersionedValue)>> {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use mercato_ca::KeyAlgorithm;
-use mercato_peer::committer::{Committer, rebuild};
+use mercato_peer::committer::{Committer, rebuild, stored_commit_hash};
 use mercato_peer::ledger::{LedgerStore, MemLedgerStore, SledLedgerStore};
 use mercato_proto::ValidationCode;
 use prost::Message;
@@ -128,9 +128,49 @@ fn state_rebuilt_from_blocks_equals_the_committed_state() {
     );
     assert_eq!(rebuilt.savepoint().unwrap(), store.savepoint().unwrap());
     assert_eq!(
-        rebuilt.history("market", "k1", 100).unwrap(),
-        store.history("market", "k1", 100).unwrap()
+        stored_commit_hash(&rebuilt, 4).unwrap(),
+        Some(committer.commit_hash())
     );
+    assert_eq!(
+        rebuilt.history("market", "k1", None, 100).unwrap(),
+        store.history("market", "k1", None, 100).unwrap()
+    );
+}
+
+#[test]
+fn peers_committing_the_same_blocks_agree_on_the_commit_hash() {
+    let net = Net::new(KeyAlgorithm::Ed25519);
+    let peer = || {
+        let store: Arc<dyn LedgerStore> = Arc::new(MemLedgerStore::new());
+        Committer::new(store, Arc::new(net.context())).unwrap()
+    };
+    let (a, b, other) = (peer(), peer(), peer());
+    let genesis = net.genesis();
+    for c in [&a, &b, &other] {
+        c.commit_genesis(genesis.clone()).unwrap();
+    }
+    assert_eq!(a.commit_hash(), b.commit_hash());
+    let write = |value: &str| {
+        let ns = rw::put(rw::ns("market"), "k", value);
+        net.tx(&rw::one(ns)).0.encode_to_vec()
+    };
+    let block = net.block(1, &genesis, vec![write("v1"), write("v2")]);
+    a.commit_block(block.clone()).unwrap();
+    b.commit_block(block).unwrap();
+    // The same block number and codes with another value written: another hash.
+    other
+        .commit_block(net.block(1, &genesis, vec![write("v1"), write("v3")]))
+        .unwrap();
+    assert_eq!(a.commit_hash(), b.commit_hash());
+    assert_ne!(a.commit_hash(), other.commit_hash());
+    assert_ne!(a.commit_hash(), [0; 32]);
+    // Each block records it, and a committer resuming on the ledger goes on from it.
+    assert_eq!(
+        stored_commit_hash(a.store().as_ref(), 1).unwrap(),
+        Some(a.commit_hash())
+    );
+    let resumed = Committer::new(Arc::clone(a.store()), Arc::new(net.context())).unwrap();
+    assert_eq!(resumed.commit_hash(), a.commit_hash());
 }
 
 #[test]

@@ -84,13 +84,26 @@ fn conformance(store: &dyn LedgerStore) {
     assert_eq!(keys("", "", 1).len(), 1);
 
     // History of "a" does not include "ab".
-    let history = store.history("cc", "a", 10).unwrap();
+    let history = store.history("cc", "a", None, 10).unwrap();
     assert_eq!(
         history,
         vec![Version { block: 0, tx: 0 }, Version { block: 1, tx: 0 }]
     );
-    assert_eq!(store.history("cc", "b", 10).unwrap().len(), 2);
-    assert_eq!(store.history("cc", "a", 1).unwrap().len(), 1);
+    assert_eq!(store.history("cc", "b", None, 10).unwrap().len(), 2);
+    assert_eq!(store.history("cc", "a", None, 1).unwrap().len(), 1);
+    // A page after a version goes on past it; "ab" is still not included.
+    assert_eq!(
+        store
+            .history("cc", "a", Some(Version { block: 0, tx: 0 }), 10)
+            .unwrap(),
+        vec![Version { block: 1, tx: 0 }]
+    );
+    assert!(
+        store
+            .history("cc", "a", Some(Version { block: 1, tx: 0 }), 10)
+            .unwrap()
+            .is_empty()
+    );
 
     assert_eq!(store.block(1).unwrap().unwrap(), b"block1");
     assert!(store.block(2).unwrap().is_none());

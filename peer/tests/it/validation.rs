@@ -329,7 +329,7 @@ fn valid_reads_ranges_and_deltas_commit() {
     assert_eq!(store.state("market", "n").unwrap().unwrap().value, b"0");
     let loc = store.tx_location(&txid).unwrap().unwrap();
     assert_eq!((loc.block, loc.tx, loc.code), (2, 0, 0));
-    let history = store.history("market", "k1", 10).unwrap();
+    let history = store.history("market", "k1", None, 10).unwrap();
     assert_eq!(
         history.iter().map(|v| (v.block, v.tx)).collect::<Vec<_>>(),
         vec![(1, 0), (2, 0)]
