@@ -20,6 +20,7 @@ const FILES: &[&str] = &[
     "mercato/lifecycle.proto",
     "mercato/channel.proto",
     "mercato/raft.proto",
+    "mercato/ledger.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -25,6 +25,7 @@
 //!   the rebuild of state from blocks.
 //! - [`error`]: [`Error`] and [`Result`].
 
+pub mod audit;
 pub mod chaincode;
 pub mod committer;
 pub mod endorser;

@@ -36,6 +36,7 @@ pub mod hash;
 pub mod identity;
 pub mod limits;
 pub mod proposal;
+pub mod query;
 pub mod response;
 pub mod signer;
 pub mod status;
@@ -73,7 +74,7 @@ pub mod pb {
         include!(concat!(env!("OUT_DIR"), "/kvrwset.rs"));
     }
     /// Mercato's own messages and services (not part of Fabric's wire format): the certificate
-    /// authority and the chaincode lifecycle.
+    /// authority, the chaincode lifecycle and the ledger query service.
     pub mod mercato {
         include!(concat!(env!("OUT_DIR"), "/mercato.rs"));
     }

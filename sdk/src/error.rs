@@ -50,7 +50,7 @@ pub enum Error {
         message: String,
         failures: Vec<NodeFailure>,
     },
-    /// Asking for the commit status, or for events, failed.
+    /// Asking for the commit status, for events or a ledger query failed.
     #[error("{call} failed ({code:?}): {message}")]
     Status {
         call: &'static str,

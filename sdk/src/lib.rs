@@ -24,11 +24,14 @@
 //!   ([`Network::chaincode_events`]).
 //! - [`error`]: [`Error`], typed by what the caller can do (an endorsement failure with each
 //!   organisation's reason, an MVCC conflict that is retryable, a commit failure with its code).
+//! - [`ledger`]: the ledger query service for auditors ([`Network::ledger`]): chain info with
+//!   commit hashes, blocks, decoded transactions, key history, state reads and ranges.
 //! - [`bench`]: a load generator for any Gateway (closed and open loop), with its report.
 //! - `bin/mercato.rs`: the `mercato` CLI (`tx submit|evaluate`, `events`, `bench`).
 
 pub mod bench;
 pub mod error;
+pub mod ledger;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -55,7 +58,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 pub use mercato_proto::pb::protos::ChaincodeEvent;
 
 /// The largest response the SDK accepts.
-const MAX_RESPONSE_BYTES: usize = 64 << 20;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 /// Options for a connection.
 #[derive(Debug, Clone)]
@@ -85,6 +88,8 @@ impl Default for ConnectOptions {
 #[derive(Clone)]
 pub struct Gateway {
     client: GatewayClient<Channel>,
+    /// The connection, shared by the other services' clients (the ledger queries).
+    transport: Channel,
     identity: Arc<Identity>,
     address: String,
     options: ConnectOptions,
@@ -145,6 +150,7 @@ impl Gateway {
             .await
             .map_err(|e| connect_err(format!("{e}: {}", source_chain(&e))))?;
         Ok(Gateway {
+            transport: channel.clone(),
             client: GatewayClient::new(channel)
                 .max_decoding_message_size(MAX_RESPONSE_BYTES)
                 .max_encoding_message_size(MAX_RESPONSE_BYTES),
@@ -554,7 +560,7 @@ fn result_of(envelope: &mercato_proto::pb::common::Envelope) -> Result<Vec<u8>> 
 }
 
 /// The wall clock as a protobuf timestamp.
-fn now() -> Timestamp {
+pub(crate) fn now() -> Timestamp {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

@@ -26,6 +26,25 @@ fn deploy(args: &[&str], data: &Path) -> (bool, String, String) {
     )
 }
 
+/// Runs the `mercato` CLI built beside the launcher (by `cargo test --workspace`).
+fn mercato(args: &[&str]) -> (bool, String, String) {
+    let exe = Path::new(env!("CARGO_BIN_EXE_mercato-deploy"))
+        .parent()
+        .unwrap()
+        .join("mercato");
+    let out = Command::new(&exe).args(args).output().unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (build it: cargo build -p mercato-sdk)",
+            exe.display()
+        )
+    });
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Stops the network however the test ends.
 struct Down<'a>(&'a Path);
 
@@ -88,6 +107,44 @@ async fn up_runs_the_demo_and_the_network_it_leaves_agrees_everywhere() {
             serde_json::from_slice(&c.evaluate("get_order", &[b"order-1"]).await.unwrap()).unwrap();
         assert_eq!(order["status"], "settled");
     }
+
+    // The auditor replays and checks the whole chain and compares every peer's commit hash;
+    // then exports the sales.
+    let eve = data.join("profiles").join("eve.toml");
+    let (ok, out, err) = mercato(&[
+        "--profile",
+        eve.to_str().unwrap(),
+        "--json",
+        "audit",
+        "verify",
+    ]);
+    assert!(ok, "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    let peers = report["peers"].as_array().unwrap();
+    // The audited peer, then the three peers the channel lists.
+    assert_eq!(peers.len(), 4, "{report}");
+    assert!(
+        peers.iter().all(|p| p.as_str().unwrap().contains("agrees")),
+        "{report}"
+    );
+    let (ok, out, err) = mercato(&[
+        "--profile",
+        eve.to_str().unwrap(),
+        "audit",
+        "export",
+        "--what",
+        "sales",
+        "--format",
+        "csv",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("block,tx,txid,timestamp_ms,event,order,status,shop,brand,total\n"));
+    let settled = out
+        .lines()
+        .find(|l| l.contains("order.settled"))
+        .expect(&out);
+    assert!(settled.contains(",order-1,settled,"), "{settled}");
 
     // Again on the same directory: the same network, resumed (same identities and ledger).
     let (ok, out, err) = tokio::task::spawn_blocking({

@@ -1,6 +1,6 @@
 //! The peer's gRPC services over TLS, Fabric-compatible: `protos.Endorser`, `gateway.Gateway`
 //! (Evaluate, Endorse, Submit, CommitStatus, ChaincodeEvents) and `protos.Deliver` (blocks and
-//! filtered blocks).
+//! filtered blocks); and Mercato's own `mercato.Ledger` (ledger queries for auditors).
 //!
 //! Every service works on one [`PeerChannel`]: the channel's MSPs and policies, the ledger, the
 //! committer (for waiting on commits) and the endorser. Requests are checked here (identity,
@@ -10,6 +10,7 @@
 mod deliver;
 mod endorser;
 mod gateway;
+mod ledger;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use mercato_ca::policy::{OrgPolicies, Policy};
 use mercato_ca::{Identity, MspManager};
 use mercato_proto::Limits;
 use mercato_proto::pb::gateway::gateway_server::GatewayServer;
+use mercato_proto::pb::mercato::ledger_server::LedgerServer;
 use mercato_proto::pb::protos::deliver_server::DeliverServer;
 use mercato_proto::pb::protos::endorser_server::EndorserServer;
 use tonic::transport::server::TcpIncoming;
@@ -216,6 +218,11 @@ impl PeerServer {
                     closing.clone(),
                 ))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
+            )
+            .add_service(
+                LedgerServer::new(ledger::LedgerService::new(Arc::clone(&channel)))
+                    .max_decoding_message_size(MAX_REQUEST_BYTES)
+                    .max_encoding_message_size(MAX_RESPONSE_BYTES),
             )
             .add_service(
                 DeliverServer::new(deliver::DeliverService::new(channel, closing))

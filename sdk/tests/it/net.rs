@@ -67,8 +67,9 @@ pub struct Net {
     pub stranger: Arc<SigningIdentity>,
     /// A client of Brand1 whose certificate the channel's CRL revokes.
     pub revoked: Arc<SigningIdentity>,
-    /// An auditor of Brand1 (read-only).
+    /// An auditor of Brand1 (read-only), and its key (PKCS#8 DER).
     pub auditor: Arc<SigningIdentity>,
+    pub auditor_key: Vec<u8>,
 }
 
 /// Builds the test chaincode (`chaincode/testcc`) for wasm, into its own target directory.
@@ -146,9 +147,10 @@ impl Net {
         let revoked = orgs[0]
             .ca
             .member("revoked1", Role::Client, KeyAlgorithm::EcdsaP256);
-        let auditor = orgs[0]
-            .ca
-            .member("auditor1", Role::Auditor, KeyAlgorithm::EcdsaP256);
+        let (auditor, auditor_key) =
+            orgs[0]
+                .ca
+                .member_with_key("auditor1", Role::Auditor, KeyAlgorithm::EcdsaP256);
         let stranger =
             TestOrg::new("Brand1MSP").member("impostor", Role::Client, KeyAlgorithm::EcdsaP256);
         let revoked_serial = mercato_ca::MspManager::new([orgs[0].ca.msp()])
@@ -272,6 +274,7 @@ impl Net {
             stranger: Arc::new(stranger),
             revoked: Arc::new(revoked),
             auditor: Arc::new(auditor),
+            auditor_key,
         };
         let mut failure = None;
         for c in &net.orderer_configs {

@@ -4,11 +4,19 @@
 //! mercato --profile seller1.toml tx submit commerce OpenShop shop-1 "Ana's picks"
 //! mercato --profile seller1.toml tx evaluate commerce GetShop shop-1 --json
 //! mercato --profile seller1.toml events commerce --from-block 0
+//! mercato --profile auditor.toml ledger info                # height, hashes, commit hash
+//! mercato --profile auditor.toml ledger tx TXID --json      # a transaction, decoded
+//! mercato --profile auditor.toml audit verify               # replay and check the whole chain
+//! mercato --channel commerce audit verify --data COPY_OF_PEER_DATA
+//! mercato --profile auditor.toml audit export --what sales --format csv --out sales.csv
 //! ```
 //!
 //! The identity, the peer and the channel come from flags or a profile file (TOML with the same
 //! names: `peer`, `tls_root`, `server_name`, `msp_id`, `msp_dir`, `channel`); flags win. Paths
 //! in a profile are relative to its folder.
+
+mod audit;
+mod ledger;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,7 +28,7 @@ use serde::Deserialize;
 #[derive(Parser)]
 #[command(
     name = "mercato",
-    about = "Mercato client: transactions and events",
+    about = "Mercato client: transactions, events, ledger queries and audits",
     version
 )]
 struct Cli {
@@ -69,6 +77,16 @@ enum Command {
         /// Stop after this many blocks with events.
         #[arg(long)]
         count: Option<u64>,
+    },
+    /// Ledger queries: chain info, blocks, transactions, key history and state.
+    Ledger {
+        #[command(subcommand)]
+        query: ledger::LedgerCmd,
+    },
+    /// The auditor's commands: verify the whole chain, export it.
+    Audit {
+        #[command(subcommand)]
+        audit: audit::AuditCmd,
     },
     /// Drives load at the peer's Gateway and reports committed TPS and latency.
     Bench {
@@ -144,14 +162,14 @@ fn load_profile(path: &Path) -> Result<Profile, String> {
 }
 
 /// A result as text when it is printable UTF-8, else as hex.
-fn show(bytes: &[u8]) -> String {
+pub(crate) fn show(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
         Ok(s) if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => s.to_owned(),
         _ => format!("0x{}", hex::encode(bytes)),
     }
 }
 
-fn json_value(bytes: &[u8]) -> serde_json::Value {
+pub(crate) fn json_value(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes).unwrap_or_else(|_| serde_json::Value::String(show(bytes)))
 }
 
@@ -178,6 +196,7 @@ async fn main() -> ExitCode {
     let json = cli.json;
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Findings) => ExitCode::from(1),
         Err(Failure::Usage(m)) => {
             eprintln!("mercato: {m}");
             ExitCode::from(2)
@@ -193,9 +212,11 @@ async fn main() -> ExitCode {
     }
 }
 
-enum Failure {
+pub(crate) enum Failure {
     Usage(String),
     Sdk(Error),
+    /// An audit found something wrong (and printed it).
+    Findings,
 }
 
 impl From<Error> for Failure {
@@ -217,9 +238,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             ))
         })
     };
+    let channel = need(cli.channel.or(profile.channel), "channel")?;
+    // Auditing a copy of a data directory needs no peer and no identity.
+    if let Command::Audit { audit } = &cli.command
+        && let Some(data) = audit.data()
+    {
+        let source = audit::Source::open_dir(data, &channel)?;
+        return run_audit(source, cli.command, None, cli.json).await;
+    }
     let peer = need(cli.peer.or(profile.peer), "peer")?;
     let msp_id = need(cli.msp_id.or(profile.msp_id), "msp-id")?;
-    let channel = need(cli.channel.or(profile.channel), "channel")?;
     let tls_root = cli.tls_root.or(profile.tls_root).ok_or_else(|| {
         Failure::Usage("--tls-root is needed (or `tls_root` in a profile)".into())
     })?;
@@ -245,6 +273,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let network = gateway.network(&channel);
     let json = cli.json;
     match cli.command {
+        Command::Ledger { query } => ledger::run(&network, query, json).await?,
+        command @ Command::Audit { .. } => {
+            let source = audit::Source::Peer(Box::new(network.ledger()));
+            let peers = audit::Peers { identity, options };
+            return run_audit(source, command, Some((&peers, &network)), json).await;
+        }
         Command::Tx { tx } => match tx {
             Tx::Submit {
                 chaincode,
@@ -406,4 +440,78 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+async fn run_audit(
+    source: audit::Source,
+    command: Command,
+    peers: Option<(&audit::Peers, &mercato_sdk::Network)>,
+    json: bool,
+) -> Result<(), Failure> {
+    let Command::Audit { audit } = command else {
+        return Ok(());
+    };
+    match audit {
+        audit::AuditCmd::Verify {
+            genesis,
+            no_compare,
+            ..
+        } => {
+            let own = peers.map(|(_, n)| n.ledger());
+            let compare = peers
+                .filter(|_| !no_compare)
+                .map(|(p, _)| (p, own.as_ref()));
+            if audit::verify(source, genesis.as_deref(), compare, json).await? {
+                Ok(())
+            } else {
+                Err(Failure::Findings)
+            }
+        }
+        audit::AuditCmd::Export {
+            format,
+            what,
+            out,
+            from_block,
+            to_block,
+            ..
+        } => {
+            let csv = match format.as_str() {
+                "jsonl" => false,
+                "csv" => true,
+                other => return Err(Failure::Usage(format!("--format {other:?}: jsonl or csv"))),
+            };
+            let sales = match what.as_str() {
+                "transactions" => false,
+                "sales" => true,
+                other => {
+                    return Err(Failure::Usage(format!(
+                        "--what {other:?}: transactions or sales"
+                    )));
+                }
+            };
+            let options = audit::ExportOptions {
+                csv,
+                sales,
+                from_block,
+                to_block,
+            };
+            let rows = match &out {
+                Some(path) => {
+                    let file = std::fs::File::create(path)
+                        .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+                    let mut w = std::io::BufWriter::new(file);
+                    audit::export(source, options, &mut w).await?
+                }
+                None => {
+                    let stdout = std::io::stdout();
+                    let mut w = std::io::BufWriter::new(stdout.lock());
+                    audit::export(source, options, &mut w).await?
+                }
+            };
+            if let Some(path) = &out {
+                eprintln!("wrote {rows} rows to {}", path.display());
+            }
+            Ok(())
+        }
+    }
 }
