@@ -27,7 +27,8 @@
 //! - [`ledger`]: the ledger query service for auditors ([`Network::ledger`]): chain info with
 //!   commit hashes, blocks, decoded transactions, key history, state reads and ranges.
 //! - [`bench`]: a load generator for any Gateway (closed and open loop), with its report.
-//! - `bin/mercato.rs`: the `mercato` CLI (`tx submit|evaluate`, `events`, `bench`).
+//! - `bin/mercato/`: the `mercato` CLI (`tx submit|evaluate`, `events`, `bench`, `ledger`,
+//!   `audit verify|export`).
 
 pub mod bench;
 pub mod error;

@@ -6,6 +6,9 @@ use std::path::Path;
 use std::process::Command;
 
 use mercato_ca::crypto::to_pem;
+use mercato_peer::ledger::{LedgerStore, SledLedgerStore};
+use mercato_proto::pb::common::Block;
+use prost::Message;
 
 use crate::net::{CHANNEL, Net, testcc};
 
@@ -41,24 +44,64 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Flips one byte of the first occurrence of `needle` in a file under `dir`; returns the file.
-fn flip_byte_in_files(dir: &Path, needle: &[u8]) -> Option<std::path::PathBuf> {
+/// The file under `dir` holding `needle`, and where in it.
+fn find_in_files(dir: &Path, needle: &[u8]) -> Option<(std::path::PathBuf, usize)> {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
-            if let Some(p) = flip_byte_in_files(&path, needle) {
-                return Some(p);
+            if let Some(found) = find_in_files(&path, needle) {
+                return Some(found);
             }
             continue;
         }
-        let mut bytes = std::fs::read(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
         if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
-            bytes[at] ^= 0x01;
-            std::fs::write(&path, bytes).unwrap();
-            return Some(path);
+            return Some((path, at));
         }
     }
     None
+}
+
+/// Sets the byte at `offset` of the first occurrence of `needle` in a file under `dir` (by
+/// default, flips its lowest bit).
+fn change_byte(dir: &Path, needle: &[u8], offset: usize, value: Option<u8>) {
+    let (path, at) = find_in_files(dir, needle)
+        .unwrap_or_else(|| panic!("{} holds no such bytes", dir.display()));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[at + offset] = value.unwrap_or(bytes[at + offset] ^ 0x01);
+    std::fs::write(&path, bytes).unwrap();
+}
+
+/// Where the TRANSACTIONS_FILTER entry's bytes start in an encoded block: after the header and
+/// the data come the metadata's entries, each a length-prefixed field 1 (SIGNATURES,
+/// LAST_CONFIG, TRANSACTIONS_FILTER, ...).
+fn filter_offset(encoded: &[u8]) -> usize {
+    let block = Block::decode(encoded).unwrap();
+    let mut pos = Block {
+        metadata: None,
+        ..block
+    }
+    .encoded_len();
+    let varint = |pos: &mut usize| {
+        let mut rest = &encoded[*pos..];
+        let before = rest.len();
+        let v = prost::encoding::decode_varint(&mut rest).unwrap() as usize;
+        *pos += before - rest.len();
+        v
+    };
+    assert_eq!(encoded[pos], 0x1a, "Block.metadata");
+    pos += 1;
+    varint(&mut pos);
+    for _ in 0..2 {
+        assert_eq!(encoded[pos], 0x0a, "BlockMetadata.metadata");
+        pos += 1;
+        let len = varint(&mut pos);
+        pos += len;
+    }
+    assert_eq!(encoded[pos], 0x0a);
+    pos += 1;
+    varint(&mut pos);
+    pos
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -219,12 +262,13 @@ async fn auditor_queries_verifies_and_exports_the_ledger_and_finds_tampering() {
     let data = net.peer_configs[1].node.data_dir.clone();
     net.peers[1].take().unwrap().stop().await;
     let copies = tempfile::tempdir().unwrap();
-    let (good, bad_block, bad_state) = (
+    let (good, bad_block, bad_state, bad_code) = (
         copies.path().join("good"),
         copies.path().join("block"),
         copies.path().join("state"),
+        copies.path().join("code"),
     );
-    for c in [&good, &bad_block, &bad_state] {
+    for c in [&good, &bad_block, &bad_state, &bad_code] {
         copy_dir(&data, c);
     }
     let dir = |d: &Path| d.to_str().unwrap().to_owned();
@@ -294,11 +338,12 @@ async fn auditor_queries_verifies_and_exports_the_ledger_and_finds_tampering() {
     );
 
     // One byte of a stored block: the replay refuses that block and names it.
-    flip_byte_in_files(
+    change_byte(
         &bad_block.join("ledger").join("blocks"),
         b"tamper-me-0123456789",
-    )
-    .expect("the block holding the value");
+        0,
+        None,
+    );
     let (rc, out, err) = run(&[
         "--channel",
         CHANNEL,
@@ -338,11 +383,43 @@ async fn auditor_queries_verifies_and_exports_the_ledger_and_finds_tampering() {
     assert_eq!(rc, 1, "{out}{err}");
     assert!(
         out.contains(&format!(
-            "block {} transaction 0: state testcc/\"item-1\"",
-            second.block
+            "block {} transaction {}: state testcc/\"item-1\"",
+            second.block, tx.tx_index
         )),
         "{out}"
     );
+    // One validation code in a stored block's TRANSACTIONS_FILTER: the replay disagrees with it.
+    let stored = {
+        let store = SledLedgerStore::open(&bad_code.join("ledger"), CHANNEL).unwrap();
+        store.block(second.block).unwrap().unwrap()
+    };
+    let at = filter_offset(&stored) + tx.tx_index as usize;
+    assert_eq!(stored[at], 0, "VALID");
+    // 11 is MVCC_READ_CONFLICT.
+    change_byte(
+        &bad_code.join("ledger").join("blocks"),
+        &stored,
+        at,
+        Some(11),
+    );
+    let (rc, out, err) = run(&[
+        "--channel",
+        CHANNEL,
+        "audit",
+        "verify",
+        "--data",
+        &dir(&bad_code),
+    ])
+    .await;
+    assert_eq!(rc, 1, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "block {} transaction {}: recorded as MVCC_READ_CONFLICT, but validation gives VALID",
+            second.block, tx.tx_index
+        )),
+        "{out}"
+    );
+
     // A directory that is not a peer's is refused as usage.
     let (rc, _, err) = run(&[
         "--channel",
