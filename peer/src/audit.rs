@@ -34,7 +34,9 @@ use prost::Message;
 
 use crate::committer::Committer;
 use crate::error::{Error, Result};
-use crate::ledger::{LedgerStore, MemLedgerStore, Version, VersionedValue};
+#[cfg(doc)]
+use crate::ledger::MemLedgerStore;
+use crate::ledger::{LedgerStore, Version, VersionedValue};
 use crate::lifecycle::LifecycleDefinitions;
 use crate::rwset::TxRwSet;
 use crate::validator::ValidationContext;
@@ -142,8 +144,20 @@ fn compare_recorded(stored: &Block, replayed: &Block, number: u64) -> Vec<Findin
 
 impl Audit {
     /// Starts an audit from the channel's genesis block as stored (its metadata filled in by the
-    /// peer); `expected` pins the genesis block's header hash.
-    pub fn new(genesis: &[u8], expected: Option<[u8; 32]>, threads: usize) -> Result<Self> {
+    /// peer); `expected` pins the genesis block's header hash. The replay is written to
+    /// `replay`, an empty store: a [`MemLedgerStore`] for small chains, a non-durable
+    /// [`crate::ledger::SledLedgerStore`] in a scratch directory to keep memory bounded.
+    pub fn new(
+        genesis: &[u8],
+        expected: Option<[u8; 32]>,
+        threads: usize,
+        replay: Arc<dyn LedgerStore>,
+    ) -> Result<Self> {
+        if replay.savepoint()?.is_some() {
+            return Err(Error::Storage(
+                "the audit's replay store is not empty".into(),
+            ));
+        }
         let block = parse_block(genesis, &Limits::DEFAULT)
             .map_err(|e| Error::invalid_block(0, e.to_string()))?;
         let header = block
@@ -186,8 +200,7 @@ impl Audit {
             threads.max(1),
         )
         .map_err(|e| Error::invalid_block(0, e.to_string()))?;
-        let store: Arc<dyn LedgerStore> = Arc::new(MemLedgerStore::new());
-        let replay = Arc::new(Committer::new(store, Arc::new(ctx))?);
+        let replay = Arc::new(Committer::new(replay, Arc::new(ctx))?);
         let mut fresh = block.clone();
         if let Some(m) = fresh.metadata.as_mut() {
             for i in [

@@ -179,6 +179,27 @@ fn progress(what: &str, n: u64, total: u64, done: bool) {
     }
 }
 
+/// A scratch directory, deleted when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Result<Self, Failure> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir =
+            std::env::temp_dir().join(format!("mercato-audit-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Reads a genesis block file's header hash.
 fn genesis_hash(path: &Path) -> Result<[u8; 32], Failure> {
     let bytes = std::fs::read(path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
@@ -257,7 +278,14 @@ pub async fn verify(
         return Err(failed("the ledger has no blocks"));
     }
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut audit = Audit::new(&source.block(0).await?, expected, threads).map_err(failed)?;
+    // The replay goes to a scratch ledger on disk, so that memory stays bounded however long
+    // the chain; it is deleted when the audit ends.
+    let scratch = Scratch::new()?;
+    let mut replay = SledLedgerStore::open(&scratch.0, "audit")
+        .map_err(|e| failed(format!("{}: {e}", scratch.0.display())))?;
+    replay.set_durable(false);
+    let mut audit =
+        Audit::new(&source.block(0).await?, expected, threads, Arc::new(replay)).map_err(failed)?;
     let mut notes = Vec::new();
     let mut peers = Vec::new();
     let mut next = 1;
