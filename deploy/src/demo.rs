@@ -132,6 +132,111 @@ async fn everywhere(
     Ok(done)
 }
 
+/// Prepares the commerce marketplace for the `orders` benchmark and returns each user's route.
+/// The first brand's organisation acts as the platform (its admin initialises the contract, with
+/// a 2 % fee and no rewards, registers the brands and mints coins). Each brand's operator
+/// (`users`, in the order of the spec's brands) lists a product of its brand (10 coins, 10 %
+/// commission, a stock that does not run out), opens a shop listing the next brand's product,
+/// and buys its own brand's product through the previous brand's shop: so it ships and confirms
+/// its own orders, and each settlement credits its brand's revenue, the other operator's
+/// commission and the one fee account.
+pub async fn prepare_orders(
+    state: &State,
+    chaincode: &str,
+    users: &[String],
+) -> Result<Vec<mercato_sdk::bench::OrderRoute>> {
+    let brands: Vec<(String, String)> = state
+        .spec
+        .orgs
+        .iter()
+        .filter_map(|o| o.brand.clone().map(|b| (b, o.msp_id.clone())))
+        .collect();
+    if brands.len() < 2 || brands.len() != users.len() {
+        bail!("the orders workload needs two or more brand organisations, one operator each");
+    }
+    let channel = state.spec.channel.clone();
+    let platform_msp = brands[0].1.clone();
+    let admin = gateway(state, &format!("admin@{platform_msp}")).await?;
+    let admin = admin.network(&channel).contract(chaincode);
+    let mut operators = Vec::new();
+    for u in users {
+        operators.push(
+            gateway(state, u)
+                .await?
+                .network(&channel)
+                .contract(chaincode),
+        );
+    }
+    let sku = "bench-item";
+    let shop = |brand: &str| format!("bench-{brand}");
+    if admin.evaluate("get_config", &[]).await.is_err() {
+        everywhere(
+            state,
+            admin.submit("init", &[platform_msp.as_bytes(), b"200"]),
+        )
+        .await?;
+        for (brand, msp) in &brands {
+            everywhere(
+                state,
+                admin.submit("register_brand", &[brand.as_bytes(), msp.as_bytes()]),
+            )
+            .await?;
+        }
+        for ((brand, _), op) in brands.iter().zip(&operators) {
+            everywhere(
+                state,
+                op.submit(
+                    "add_product",
+                    &[
+                        brand.as_bytes(),
+                        sku.as_bytes(),
+                        b"Bench item",
+                        b"{}",
+                        b"10",
+                        b"1000",
+                        b"1000000000000",
+                    ],
+                ),
+            )
+            .await?;
+        }
+        for (i, op) in operators.iter().enumerate() {
+            let (brand, _) = &brands[i];
+            let (next, _) = &brands[(i + 1) % brands.len()];
+            everywhere(
+                state,
+                op.submit("open_shop", &[shop(brand).as_bytes(), b"Bench shop"]),
+            )
+            .await?;
+            everywhere(
+                state,
+                op.submit(
+                    "list_product",
+                    &[shop(brand).as_bytes(), next.as_bytes(), sku.as_bytes()],
+                ),
+            )
+            .await?;
+            let account = text(op.evaluate("my_account", &[]).await?);
+            everywhere(
+                state,
+                admin.submit("mint", &[account.as_bytes(), b"1000000000000"]),
+            )
+            .await?;
+        }
+    }
+    // User i buys its brand's product in the previous brand's shop, which lists it.
+    Ok((0..brands.len())
+        .map(|i| {
+            let previous = &brands[(i + brands.len() - 1) % brands.len()].0;
+            mercato_sdk::bench::OrderRoute {
+                shop: shop(previous),
+                brand: brands[i].0.clone(),
+                sku: sku.to_owned(),
+            }
+        })
+        .collect())
+}
+
 /// Waits until every peer has committed `height` blocks.
 pub async fn wait_peers(state: &State, height: u64) -> Result<()> {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

@@ -61,7 +61,8 @@ enum Command {
     /// Brings up the benchmark network (deploy/bench.toml unless --spec: two brand orgs, 2-of-2
     /// endorsement, 3 Raft orderers) and drives load at both brands' gateways.
     Bench {
-        /// kv: blind writes of 100 bytes to unique keys; rmw: read-modify-write of 1000 keys.
+        /// kv: blind writes of 100 bytes to unique keys; rmw: read-modify-write of 1000 keys;
+        /// orders: whole commerce orders (place, ship, confirm: escrow settled to hot accounts).
         #[arg(long, default_value = "kv")]
         workload: String,
         /// Concurrent clients (closed loop), or the in-flight bound (open loop).
@@ -154,7 +155,9 @@ async fn run(cli: Cli) -> Result<()> {
                     keys: 1000,
                     value_bytes: 100,
                 },
-                other => bail!("--workload {other:?}: kv or rmw"),
+                // The routes are made once the network is up (bench prepares the marketplace).
+                "orders" => mercato_sdk::bench::Workload::Orders { routes: Vec::new() },
+                other => bail!("--workload {other:?}: kv, rmw or orders"),
             };
             let options = mercato_sdk::bench::Options {
                 workload,
@@ -481,17 +484,29 @@ fn signature_floor(scheme: Scheme) -> Result<(f64, f64, f64)> {
     Ok((sign_us, verify_us, floor))
 }
 
-async fn bench(spec: Spec, options: mercato_sdk::bench::Options, keep: bool) -> Result<()> {
+async fn bench(spec: Spec, mut options: mercato_sdk::bench::Options, keep: bool) -> Result<()> {
     let workspace = workspace();
     let scheme = spec.scheme;
     let state = bring_up(spec, &workspace).await?;
     let data = state.spec.data_dir.clone();
-    let chaincode = state
-        .spec
-        .chaincodes
-        .first()
-        .map(|c| c.name.clone())
-        .ok_or_else(|| anyhow::anyhow!("the spec defines no chaincode to drive"))?;
+    // kv and rmw drive the first chaincode of the spec; orders drive commerce.
+    let chaincode = match &options.workload {
+        mercato_sdk::bench::Workload::Orders { .. } => state
+            .spec
+            .chaincodes
+            .iter()
+            .find(|c| c.package == "mercato-commerce")
+            .map(|c| c.name.clone())
+            .ok_or_else(|| {
+                anyhow::anyhow!("the orders workload needs the commerce chaincode in the spec")
+            })?,
+        _ => state
+            .spec
+            .chaincodes
+            .first()
+            .map(|c| c.name.clone())
+            .ok_or_else(|| anyhow::anyhow!("the spec defines no chaincode to drive"))?,
+    };
     // Every brand's client drives its own organisation's peer, over several connections.
     let users: Vec<String> = state
         .spec
@@ -501,6 +516,10 @@ async fn bench(spec: Spec, options: mercato_sdk::bench::Options, keep: bool) -> 
         .collect();
     if users.is_empty() {
         bail!("the benchmark needs a brand organisation's client");
+    }
+    if let mercato_sdk::bench::Workload::Orders { routes } = &mut options.workload {
+        step("preparing the marketplace: the platform, both brands, a product and a shop each");
+        *routes = demo::prepare_orders(&state, &chaincode, &users).await?;
     }
     let per_user = options.clients.div_ceil(64).max(1);
     let mut contracts = Vec::new();
@@ -528,6 +547,8 @@ async fn bench(spec: Spec, options: mercato_sdk::bench::Options, keep: bool) -> 
         match &options.workload {
             mercato_sdk::bench::Workload::Kv { .. } => "kv (blind writes to unique keys)",
             mercato_sdk::bench::Workload::Rmw { .. } => "rmw (read-modify-write of 1000 keys)",
+            mercato_sdk::bench::Workload::Orders { .. } =>
+                "orders (place, ship, confirm: each settlement credits the brand, the shop owner and the fee account)",
         },
         match options.rate {
             None => format!("{} closed-loop clients", options.clients),
@@ -580,6 +601,19 @@ async fn bench(spec: Spec, options: mercato_sdk::bench::Options, keep: bool) -> 
         report.latency_ms.max,
         report.failures
     );
+    if let (Some(settled), Some(per_s)) = (report.orders_settled, report.orders_per_s) {
+        let attempts = report.committed + report.failures.values().sum::<u64>();
+        let mvcc: u64 = report
+            .failures
+            .iter()
+            .filter(|(k, _)| k.contains("MVCC") || k.contains("PHANTOM"))
+            .map(|(_, n)| n)
+            .sum();
+        eprintln!(
+            "orders: {settled} settled = {per_s:.1} orders/s; MVCC conflicts {mvcc} of {attempts} transactions ({:.2} %)",
+            100.0 * mvcc as f64 / attempts.max(1) as f64
+        );
+    }
     eprintln!(
         "signature floor here: sign {sign_us:.1} µs, verify {verify_us:.1} µs -> {floor:.0} TPS for 5 signs + 9 verifies per transaction; reached {:.0} %",
         100.0 * report.tps / floor

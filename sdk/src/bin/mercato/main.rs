@@ -93,7 +93,8 @@ enum Command {
         /// The chaincode, with the functions of chaincode/kv (`put`, `rmw`).
         #[arg(long, default_value = "kv")]
         chaincode: String,
-        /// kv: blind writes to unique keys; rmw: read-modify-write of --keys keys.
+        /// kv: blind writes to unique keys; rmw: read-modify-write of --keys keys; orders: whole
+        /// commerce orders (place, ship, confirm) through --shop for --brand's --sku.
         #[arg(long, default_value = "kv")]
         workload: String,
         /// Concurrent clients (closed loop), or the bound on transactions in flight (open loop).
@@ -116,6 +117,14 @@ enum Command {
         /// Also write the report as an SVG plot.
         #[arg(long)]
         svg: Option<PathBuf>,
+        /// orders: the shop to buy in (the identity must not own it).
+        #[arg(long)]
+        shop: Option<String>,
+        /// orders: the brand whose product is bought (the identity must operate it, to ship).
+        #[arg(long)]
+        brand: Option<String>,
+        #[arg(long)]
+        sku: Option<String>,
     },
 }
 
@@ -345,12 +354,29 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             keys,
             connections,
             svg,
+            shop,
+            brand,
+            sku,
         } => {
             use mercato_sdk::bench;
             let workload = match workload.as_str() {
                 "kv" => bench::Workload::Kv { value_bytes },
                 "rmw" => bench::Workload::Rmw { keys, value_bytes },
-                other => return Err(Failure::Usage(format!("--workload {other:?}: kv or rmw"))),
+                "orders" => match (shop, brand, sku) {
+                    (Some(shop), Some(brand), Some(sku)) => bench::Workload::Orders {
+                        routes: vec![bench::OrderRoute { shop, brand, sku }],
+                    },
+                    _ => {
+                        return Err(Failure::Usage(
+                            "--workload orders needs --shop, --brand and --sku".into(),
+                        ));
+                    }
+                },
+                other => {
+                    return Err(Failure::Usage(format!(
+                        "--workload {other:?}: kv, rmw or orders"
+                    )));
+                }
             };
             if clients == 0 {
                 return Err(Failure::Usage("--clients must be at least 1".into()));
@@ -398,6 +424,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     report.latency_ms.max,
                     report.failures
                 );
+                if let Some(per_s) = report.orders_per_s {
+                    println!(
+                        "orders: {} settled = {per_s:.1} orders/s",
+                        report.orders_settled.unwrap_or(0)
+                    );
+                }
             }
         }
         Command::Events {
