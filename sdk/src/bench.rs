@@ -98,6 +98,8 @@ pub struct Report {
     pub latency_ms: Latency,
     /// Failures by kind: a validation code (`MVCC_READ_CONFLICT`), or the call that failed.
     pub failures: BTreeMap<String, u64>,
+    /// The first message of each kind of failure.
+    pub failure_examples: BTreeMap<String, String>,
     pub timeline: Vec<Second>,
     /// Orders settled (their last step committed) in the measured time, and per second
     /// (`orders` only).
@@ -112,7 +114,8 @@ pub struct Report {
 struct Sample {
     at: Duration,
     took: Duration,
-    failure: Option<String>,
+    /// The failure's kind and message.
+    failure: Option<(String, String)>,
 }
 
 fn failure_kind(e: &Error) -> String {
@@ -177,7 +180,10 @@ pub async fn run(contracts: Vec<Contract>, options: Options) -> Report {
                 let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
                 let outcome = contract.submit(function, &refs).await;
                 let now = Instant::now();
-                let failure = outcome.as_ref().err().map(failure_kind);
+                let failure = outcome
+                    .as_ref()
+                    .err()
+                    .map(|e| (failure_kind(e), e.to_string()));
                 if failure.is_some() {
                     failed.fetch_add(1, Ordering::Relaxed);
                 } else {
@@ -346,9 +352,13 @@ pub async fn run(contracts: Vec<Contract>, options: Options) -> Report {
         .collect();
     ok.sort_unstable();
     let mut failures = BTreeMap::new();
+    let mut failure_examples = BTreeMap::new();
     for s in &samples {
-        if let Some(f) = &s.failure {
-            *failures.entry(f.clone()).or_insert(0) += 1;
+        if let Some((kind, message)) = &s.failure {
+            *failures.entry(kind.clone()).or_insert(0) += 1;
+            failure_examples
+                .entry(kind.clone())
+                .or_insert_with(|| message.clone());
         }
     }
     let mut timeline: Vec<Second> = (0..options.duration.as_secs().max(1))
@@ -391,6 +401,7 @@ pub async fn run(contracts: Vec<Contract>, options: Options) -> Report {
             max: percentile(&ok, 1.0),
         },
         failures,
+        failure_examples,
         timeline,
         orders_settled: matches!(options.workload, Workload::Orders { .. })
             .then(|| settled.load(Ordering::Relaxed)),
