@@ -247,16 +247,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             ))
         })
     };
-    let channel = need(cli.channel.or(profile.channel), "channel")?;
     // Auditing a copy of a data directory needs no peer and no identity.
     if let Command::Audit { audit } = &cli.command
         && let Some(data) = audit.data()
     {
+        let channel = need(cli.channel.clone().or(profile.channel), "channel")?;
         let source = audit::Source::open_dir(data, &channel)?;
         return run_audit(source, cli.command, None, cli.json).await;
     }
     let peer = need(cli.peer.or(profile.peer), "peer")?;
     let msp_id = need(cli.msp_id.or(profile.msp_id), "msp-id")?;
+    let channel = need(cli.channel.or(profile.channel), "channel")?;
     let tls_root = cli.tls_root.or(profile.tls_root).ok_or_else(|| {
         Failure::Usage("--tls-root is needed (or `tls_root` in a profile)".into())
     })?;
