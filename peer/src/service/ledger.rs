@@ -351,6 +351,12 @@ impl LedgerApi for LedgerService {
         };
         check_key(&q.namespace, &q.start_key)?;
         check_key(&q.namespace, &q.end_key)?;
+        if !q.end_key.is_empty() && q.start_key > q.end_key {
+            return Err(Status::invalid_argument(format!(
+                "the range starts at {:?}, after its end {:?}",
+                q.start_key, q.end_key
+            )));
+        }
         let limit = page_size(q.limit)?;
         self.read(move |c| {
             let mut rows = c

@@ -218,6 +218,8 @@ async fn auditor_queries_verifies_and_exports_the_ledger_and_finds_tampering() {
         .await
         .unwrap_err();
     assert!(oversized.to_string().contains("limit"), "{oversized}");
+    let reversed = ledger.state_range("testcc", "b", "a", 0).await.unwrap_err();
+    assert!(reversed.to_string().contains("after its end"), "{reversed}");
 
     // The CLI, with the auditor's profile.
     let home = net.dir.path().join("auditor");
