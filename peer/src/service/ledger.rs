@@ -306,7 +306,8 @@ impl LedgerApi for LedgerService {
             let mut bytes = 0;
             // Versions come in block order: each block is read once.
             let mut cached: Option<(u64, Block)> = None;
-            for v in versions.into_iter().take(limit) {
+            let total = versions.len().min(limit);
+            for (i, v) in versions.into_iter().take(limit).enumerate() {
                 if cached.as_ref().is_none_or(|(n, _)| *n != v.block) {
                     cached = Some((v.block, load_block(c.store.as_ref(), v.block)?.1));
                 }
@@ -314,7 +315,8 @@ impl LedgerApi for LedgerService {
                 let entry = history_entry(block, v, &q.namespace, &q.key)?;
                 bytes += entry.value.len();
                 page.entries.push(entry);
-                if bytes > PAGE_BYTES {
+                // Full: stop early; the next page starts after this entry.
+                if bytes > PAGE_BYTES && i + 1 < total {
                     page.more = true;
                     break;
                 }
