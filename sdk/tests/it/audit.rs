@@ -72,6 +72,34 @@ fn change_byte(dir: &Path, needle: &[u8], offset: usize, value: Option<u8>) {
     std::fs::write(&path, bytes).unwrap();
 }
 
+/// An MSP folder and a CLI profile for the network's auditor, on Brand1's peer.
+fn auditor_profile(net: &Net) -> std::path::PathBuf {
+    let home = net.dir.path().join("auditor");
+    std::fs::create_dir_all(home.join("msp/signcerts")).unwrap();
+    std::fs::create_dir_all(home.join("msp/keystore")).unwrap();
+    std::fs::write(
+        home.join("msp/signcerts/cert.pem"),
+        net.auditor.certificate_pem(),
+    )
+    .unwrap();
+    std::fs::write(
+        home.join("msp/keystore/key.pem"),
+        to_pem("PRIVATE KEY", &net.auditor_key),
+    )
+    .unwrap();
+    std::fs::write(home.join("tls-ca.pem"), net.orgs[0].tls.root_pem()).unwrap();
+    let profile = home.join("profile.toml");
+    std::fs::write(
+        &profile,
+        format!(
+            "peer = \"127.0.0.1:{}\"\ntls_root = \"tls-ca.pem\"\nmsp_id = \"Brand1MSP\"\nmsp_dir = \"msp\"\nchannel = \"{CHANNEL}\"\n",
+            net.orgs[0].port
+        ),
+    )
+    .unwrap();
+    profile
+}
+
 /// Where the TRANSACTIONS_FILTER entry's bytes start in an encoded block: after the header and
 /// the data come the metadata's entries, each a length-prefixed field 1 (SIGNATURES,
 /// LAST_CONFIG, TRANSACTIONS_FILTER, ...).
@@ -224,29 +252,7 @@ async fn auditor_queries_verifies_and_exports_the_ledger_and_finds_tampering() {
     assert!(reversed.to_string().contains("after its end"), "{reversed}");
 
     // The CLI, with the auditor's profile.
-    let home = net.dir.path().join("auditor");
-    std::fs::create_dir_all(home.join("msp/signcerts")).unwrap();
-    std::fs::create_dir_all(home.join("msp/keystore")).unwrap();
-    std::fs::write(
-        home.join("msp/signcerts/cert.pem"),
-        net.auditor.certificate_pem(),
-    )
-    .unwrap();
-    std::fs::write(
-        home.join("msp/keystore/key.pem"),
-        to_pem("PRIVATE KEY", &net.auditor_key),
-    )
-    .unwrap();
-    std::fs::write(home.join("tls-ca.pem"), net.orgs[0].tls.root_pem()).unwrap();
-    let profile = home.join("profile.toml");
-    std::fs::write(
-        &profile,
-        format!(
-            "peer = \"127.0.0.1:{}\"\ntls_root = \"tls-ca.pem\"\nmsp_id = \"Brand1MSP\"\nmsp_dir = \"msp\"\nchannel = \"{CHANNEL}\"\n",
-            net.orgs[0].port
-        ),
-    )
-    .unwrap();
+    let profile = auditor_profile(&net);
     let p = profile.to_str().unwrap();
     let (rc, out, err) = run(&["--profile", p, "audit", "verify"]).await;
     assert_eq!(rc, 0, "{out}{err}");
@@ -436,4 +442,58 @@ async fn auditor_queries_verifies_and_exports_the_ledger_and_finds_tampering() {
     .await;
     assert_eq!(rc, 2, "{err}");
     assert!(err.contains("not a peer's data directory"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn audit_verify_names_the_block_from_which_a_peer_diverges() {
+    let mut net = Net::start().await;
+    net.deploy(
+        "testcc",
+        testcc(),
+        "AND('Brand1MSP.peer', 'Brand2MSP.peer')",
+    )
+    .await;
+    let cc = net
+        .gateway(0, &net.orgs[0].client)
+        .await
+        .network(CHANNEL)
+        .contract("testcc");
+    let done = cc.submit("put", &[b"a", b"1"]).await.unwrap();
+    net.wait_height(done.block + 1).await;
+
+    // Brand2's peer stops, and the commit hash recorded in its last block is changed, as by an
+    // operator editing its files; restarted, it goes on from that hash.
+    let last = done.block;
+    let data = net.peer_configs[1].node.data_dir.clone();
+    net.peers[1].take().unwrap().stop().await;
+    let recorded = {
+        let store = SledLedgerStore::open(&data.join("ledger"), CHANNEL).unwrap();
+        let block = Block::decode(store.block(last).unwrap().unwrap().as_slice()).unwrap();
+        mercato_proto::block::commit_hash(&block).unwrap().unwrap()
+    };
+    change_byte(&data.join("ledger").join("blocks"), &recorded, 0, None);
+    net.peers[1] = Some(crate::net::restart_peer(&net.peer_configs[1]).await);
+    let next = cc.submit("put", &[b"b", b"2"]).await.unwrap();
+    net.wait_height(next.block + 1).await;
+
+    let profile = auditor_profile(&net);
+    let (rc, out, err) = run(&["--profile", profile.to_str().unwrap(), "audit", "verify"]).await;
+    assert_eq!(rc, 1, "{out}{err}");
+    let diverging = format!("127.0.0.1:{}", net.orgs[1].port);
+    assert!(
+        out.contains(&format!(
+            "block {last}: peer {diverging}'s commit hash differs from the replay's"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "peer {diverging}: height {}, DIVERGES at block {last}",
+            next.block + 1
+        )),
+        "{out}"
+    );
+    // The audited peer, Brand1's, agrees with the replay.
+    assert!(out.contains("peer (the audited peer)"), "{out}");
+    assert!(out.contains("agrees"), "{out}");
 }

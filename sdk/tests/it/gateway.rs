@@ -256,21 +256,6 @@ async fn clients_get_the_right_errors() {
     );
 }
 
-/// Starts a peer again on its files, waiting (boundedly) for the stopped one's sled flusher to
-/// let go of them: in production a restart is a new process.
-async fn restart_peer(config: &mercato_peer::node::Config) -> mercato_peer::node::Running {
-    for _ in 0..300 {
-        match mercato_peer::node::start(config).await {
-            Ok(r) => return r,
-            Err(e) if e.to_string().contains("acquire lock") => {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
-    panic!("the peer's files stayed locked");
-}
-
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -304,7 +289,7 @@ async fn orderer_fail_over_and_a_peer_catching_up_after_a_restart() {
         let key = [b'c', b'0' + i];
         last = contract.submit("put", &[&key, b"3"]).await.unwrap().block;
     }
-    let restarted = restart_peer(&net.peer_configs[1]).await;
+    let restarted = crate::net::restart_peer(&net.peer_configs[1]).await;
     net.peers[1] = Some(restarted);
     net.wait_height(last + 1).await;
     assert_eq!(

@@ -388,3 +388,18 @@ impl Net {
         self.wait_height(committed.block + 1).await;
     }
 }
+
+/// Starts a peer again on its files, waiting (boundedly) for the stopped one's sled flusher to
+/// let go of them: in production a restart is a new process.
+pub async fn restart_peer(config: &mercato_peer::node::Config) -> mercato_peer::node::Running {
+    for _ in 0..300 {
+        match mercato_peer::node::start(config).await {
+            Ok(r) => return r,
+            Err(e) if e.to_string().contains("acquire lock") => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("the peer's files stayed locked");
+}
