@@ -18,7 +18,7 @@ use std::sync::Arc;
 use mercato_ca::MspManager;
 use mercato_ca::channel::ChannelConfig;
 use mercato_proto::block::{commit_hash, metadata_entry, parse_block};
-use mercato_proto::hash::{block_header_hash, data_hash};
+use mercato_proto::hash::block_header_hash;
 use mercato_proto::pb::common::{Block, BlockMetadataIndex};
 use mercato_proto::pb::mercato::{
     KeyDelta as PbDelta, KeyRead as PbRead, KeyWrite as PbWrite, Member, RangeRead as PbRange,
@@ -32,7 +32,7 @@ use mercato_proto::transaction::{parse_envelope, parse_transaction};
 use mercato_proto::{Limits, ValidationCode};
 use prost::Message;
 
-use crate::committer::Committer;
+use crate::committer::{BlockEvent, Committer};
 use crate::error::{Error, Result};
 #[cfg(doc)]
 use crate::ledger::MemLedgerStore;
@@ -64,6 +64,7 @@ impl std::fmt::Display for Finding {
 /// A replay of one channel's chain.
 pub struct Audit {
     channel: ChannelConfig,
+    genesis_hash: [u8; 32],
     replay: Arc<Committer>,
     /// The replayed commit hash of every block so far.
     commit_hashes: Vec<[u8; 32]>,
@@ -83,63 +84,69 @@ impl std::fmt::Debug for Audit {
     }
 }
 
-/// The findings about stored block `number` against what the replay recorded for it.
-fn compare_recorded(stored: &Block, replayed: &Block, number: u64) -> Vec<Finding> {
+/// The findings about stored block `number` against the replay's codes and commit hash.
+fn compare_recorded(stored: &Block, event: &BlockEvent, replayed_hash: &[u8; 32]) -> Vec<Finding> {
+    let number = event.number;
     let mut out = Vec::new();
-    let filter = |b: &Block| {
-        metadata_entry(b, BlockMetadataIndex::TransactionsFilter)
-            .unwrap_or_default()
-            .to_vec()
-    };
-    let (recorded, decided) = (filter(stored), filter(replayed));
-    if recorded.len() != decided.len() {
+    let recorded =
+        metadata_entry(stored, BlockMetadataIndex::TransactionsFilter).unwrap_or_default();
+    if recorded.len() != event.txs.len() {
         out.push(Finding {
             block: number,
             tx: None,
             problem: format!(
                 "it records {} validation codes for {} transactions",
                 recorded.len(),
-                decided.len()
+                event.txs.len()
             ),
         });
     } else {
-        for (i, (r, d)) in recorded.iter().zip(&decided).enumerate() {
-            if r != d {
+        for (i, (r, d)) in recorded.iter().zip(&event.txs).enumerate() {
+            if *r != d.code.0 {
                 out.push(Finding {
                     block: number,
                     tx: Some(i as u64),
                     problem: format!(
                         "recorded as {}, but validation gives {}",
                         ValidationCode(*r).name(),
-                        ValidationCode(*d).name()
+                        d.code.name()
                     ),
                 });
             }
         }
     }
-    match (commit_hash(stored), commit_hash(replayed)) {
-        (Ok(Some(s)), Ok(Some(r))) if s != r => out.push(Finding {
-            block: number,
-            tx: None,
-            problem: format!(
-                "its recorded commit hash {} is not the replay's {}",
-                hex::encode(s),
-                hex::encode(r)
-            ),
-        }),
-        (Ok(None), _) => out.push(Finding {
-            block: number,
-            tx: None,
-            problem: "it records no commit hash".into(),
-        }),
-        (Err(e), _) => out.push(Finding {
-            block: number,
-            tx: None,
-            problem: e.to_string(),
-        }),
-        _ => {}
-    }
+    let problem = match commit_hash(stored) {
+        Ok(Some(s)) if s != *replayed_hash => Some(format!(
+            "its recorded commit hash {} is not the replay's {}",
+            hex::encode(s),
+            hex::encode(replayed_hash)
+        )),
+        Ok(Some(_)) => None,
+        Ok(None) => Some("it records no commit hash".into()),
+        Err(e) => Some(e.to_string()),
+    };
+    out.extend(problem.map(|problem| Finding {
+        block: number,
+        tx: None,
+        problem,
+    }));
     out
+}
+
+/// A stored block as the orderer cut it: without the codes and the commit hash a peer added.
+fn as_ordered(stored: &Block) -> Block {
+    let mut block = stored.clone();
+    if let Some(m) = block.metadata.as_mut() {
+        for i in [
+            BlockMetadataIndex::TransactionsFilter,
+            BlockMetadataIndex::CommitHash,
+        ] {
+            if let Some(slot) = m.metadata.get_mut(i as usize) {
+                slot.clear();
+            }
+        }
+    }
+    block
 }
 
 impl Audit {
@@ -180,17 +187,7 @@ impl Audit {
                 ),
             ));
         }
-        let envelopes = block
-            .data
-            .as_ref()
-            .map(|d| d.data.as_slice())
-            .unwrap_or_default();
-        if data_hash(envelopes.iter().map(Vec::as_slice)) != header.data_hash.as_slice() {
-            return Err(Error::invalid_block(
-                0,
-                "its data hash does not match its configuration",
-            ));
-        }
+        // parse_block has checked the data hash against the configuration it holds.
         let channel = ChannelConfig::from_genesis(&block)
             .map_err(|e| Error::invalid_block(0, e.to_string()))?;
         let ctx = ValidationContext::from_channel(
@@ -201,20 +198,10 @@ impl Audit {
         )
         .map_err(|e| Error::invalid_block(0, e.to_string()))?;
         let replay = Arc::new(Committer::new(replay, Arc::new(ctx))?);
-        let mut fresh = block.clone();
-        if let Some(m) = fresh.metadata.as_mut() {
-            for i in [
-                BlockMetadataIndex::TransactionsFilter,
-                BlockMetadataIndex::CommitHash,
-            ] {
-                if let Some(slot) = m.metadata.get_mut(i as usize) {
-                    slot.clear();
-                }
-            }
-        }
-        replay.commit_genesis(fresh)?;
+        let event = replay.commit_genesis(as_ordered(&block))?;
         let mut audit = Audit {
             channel,
+            genesis_hash: hash,
             replay,
             commit_hashes: Vec::new(),
             findings: Vec::new(),
@@ -222,7 +209,7 @@ impl Audit {
             transactions: 0,
             valid: 0,
         };
-        audit.after_commit(&block, 0)?;
+        audit.after_commit(&block, &event);
         Ok(audit)
     }
 
@@ -232,33 +219,18 @@ impl Audit {
     }
 
     /// The genesis block's header hash.
-    pub fn genesis_hash(&self) -> Result<[u8; 32]> {
-        let bytes = self
-            .replay
-            .store()
-            .block(0)?
-            .ok_or_else(|| Error::Corrupt("the replay has no genesis block".into()))?;
-        let block =
-            parse_block(&bytes, &Limits::DEFAULT).map_err(|e| Error::Corrupt(e.to_string()))?;
-        Ok(block_header_hash(&block.header.unwrap_or_default()))
+    pub fn genesis_hash(&self) -> [u8; 32] {
+        self.genesis_hash
     }
 
-    fn after_commit(&mut self, stored: &Block, number: u64) -> Result<()> {
-        let bytes = self
-            .replay
-            .store()
-            .block(number)?
-            .ok_or_else(|| Error::Corrupt(format!("the replay lost block {number}")))?;
-        let replayed =
-            parse_block(&bytes, &Limits::DEFAULT).map_err(|e| Error::Corrupt(e.to_string()))?;
+    /// Records what the replay of a block decided against what `stored` recorded.
+    fn after_commit(&mut self, stored: &Block, event: &BlockEvent) {
+        let replayed_hash = self.replay.commit_hash();
         self.findings
-            .extend(compare_recorded(stored, &replayed, number));
-        self.commit_hashes.push(self.replay.commit_hash());
-        let codes =
-            metadata_entry(&replayed, BlockMetadataIndex::TransactionsFilter).unwrap_or_default();
-        self.transactions += codes.len() as u64;
-        self.valid += codes.iter().filter(|&&c| c == 0).count() as u64;
-        Ok(())
+            .extend(compare_recorded(stored, event, &replayed_hash));
+        self.commit_hashes.push(replayed_hash);
+        self.transactions += event.txs.len() as u64;
+        self.valid += event.txs.iter().filter(|t| t.code.is_valid()).count() as u64;
     }
 
     /// Replays the next stored block and records what differs. Returns `false` once the chain
@@ -273,20 +245,9 @@ impl Audit {
             Ok(b) => b,
             Err(e) => return Ok(self.break_at(number, format!("it does not parse: {e}"))),
         };
-        let mut fresh = block.clone();
-        if let Some(m) = fresh.metadata.as_mut() {
-            for i in [
-                BlockMetadataIndex::TransactionsFilter,
-                BlockMetadataIndex::CommitHash,
-            ] {
-                if let Some(slot) = m.metadata.get_mut(i as usize) {
-                    slot.clear();
-                }
-            }
-        }
-        match self.replay.commit_block(fresh) {
-            Ok(_) => {
-                self.after_commit(&block, number)?;
+        match self.replay.commit_block(as_ordered(&block)) {
+            Ok(event) => {
+                self.after_commit(&block, &event);
                 Ok(true)
             }
             Err(Error::InvalidBlock { number: n, reason }) => Ok(self.break_at(n, reason)),

@@ -119,13 +119,7 @@ impl Endorser {
         purpose: Purpose,
         admit: &dyn Fn(&Identity) -> Result<(), String>,
     ) -> Result<Endorsed, Box<ProposalResponse>> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let outcome = self.run(signed, purpose, admit);
-        match &outcome {
-            Ok(_) => self.metrics.endorsed.fetch_add(1, Relaxed),
-            Err(_) => self.metrics.refused.fetch_add(1, Relaxed),
-        };
-        outcome
+        self.counted(self.run(signed, purpose, admit))
     }
 
     /// Like [`Endorser::endorse`], for a proposal the caller has already parsed (the gateway,
@@ -135,8 +129,15 @@ impl Endorser {
         proposal: ParsedProposal,
         purpose: Purpose,
     ) -> Result<Endorsed, Box<ProposalResponse>> {
+        self.counted(self.run_parsed(proposal, purpose, &|_| Ok(())))
+    }
+
+    /// Counts an outcome in the metrics.
+    fn counted(
+        &self,
+        outcome: Result<Endorsed, Box<ProposalResponse>>,
+    ) -> Result<Endorsed, Box<ProposalResponse>> {
         use std::sync::atomic::Ordering::Relaxed;
-        let outcome = self.run_parsed(proposal, purpose, &|_| Ok(()));
         match &outcome {
             Ok(_) => self.metrics.endorsed.fetch_add(1, Relaxed),
             Err(_) => self.metrics.refused.fetch_add(1, Relaxed),

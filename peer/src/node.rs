@@ -333,10 +333,15 @@ pub fn install(
     std::fs::create_dir_all(&dir).map_err(|e| NodeError(format!("{}: {e}", dir.display())))?;
     let packages = PackageStore::open(&dir).map_err(err)?;
     // Compiled into the peer's cache, so that its first call need not compile.
+    packages.install(package, &runtime(config)?).map_err(err)
+}
+
+/// The chaincode runtime, with compiled modules cached on disk in the data directory: a
+/// restarted peer, or one that installed a package, serves its first call at once.
+fn runtime(config: &Config) -> Result<ChaincodeRuntime, NodeError> {
     let cache = config.node.data_dir.join("chaincode-cache");
     std::fs::create_dir_all(&cache).map_err(|e| NodeError(format!("{}: {e}", cache.display())))?;
-    let runtime = ChaincodeRuntime::new(RuntimeLimits::default(), Some(&cache)).map_err(err)?;
-    packages.install(package, &runtime).map_err(err)
+    ChaincodeRuntime::new(RuntimeLimits::default(), Some(&cache)).map_err(err)
 }
 
 /// Starts the peer of `config`.
@@ -428,11 +433,7 @@ pub async fn start(config: &Config) -> Result<Running, NodeError> {
     std::fs::create_dir_all(&packages_dir)
         .map_err(|e| NodeError(format!("{}: {e}", packages_dir.display())))?;
     let packages = Arc::new(PackageStore::open(&packages_dir).map_err(err)?);
-    // Compiled modules are cached on disk: a restarted peer serves its first call at once.
-    let cache = config.node.data_dir.join("chaincode-cache");
-    std::fs::create_dir_all(&cache).map_err(|e| NodeError(format!("{}: {e}", cache.display())))?;
-    let runtime =
-        Arc::new(ChaincodeRuntime::new(RuntimeLimits::default(), Some(&cache)).map_err(err)?);
+    let runtime = Arc::new(runtime(config)?);
     let resolver = LifecycleResolver::new(
         packages,
         LifecycleContract {

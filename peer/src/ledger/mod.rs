@@ -14,7 +14,7 @@ pub use sled_store::SledLedgerStore;
 
 use crate::error::Result;
 use mercato_proto::ValidationCode;
-use mercato_proto::hash::sha256;
+use sha2::{Digest, Sha256};
 
 /// The block and transaction that last wrote a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -141,30 +141,28 @@ pub fn commit_hash(
     codes: &[ValidationCode],
     updates: &[StateUpdate],
 ) -> [u8; 32] {
-    fn put(out: &mut Vec<u8>, bytes: &[u8]) {
-        out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-        out.extend_from_slice(bytes);
+    // Streamed into the hasher: the block's values are not copied once more.
+    fn put(h: &mut Sha256, bytes: &[u8]) {
+        h.update((bytes.len() as u32).to_be_bytes());
+        h.update(bytes);
     }
-    let size: usize = updates
-        .iter()
-        .map(|u| 13 + u.namespace.len() + u.key.len() + u.value.as_ref().map_or(0, Vec::len))
-        .sum();
-    let mut out = Vec::with_capacity(80 + codes.len() + size);
-    out.extend_from_slice(b"mercato-commit-hash-v1");
-    out.extend_from_slice(previous);
-    out.extend_from_slice(&number.to_be_bytes());
-    out.extend_from_slice(&(codes.len() as u32).to_be_bytes());
-    out.extend(codes.iter().map(|c| c.0));
+    let mut h = Sha256::new();
+    h.update(b"mercato-commit-hash-v1");
+    h.update(previous);
+    h.update(number.to_be_bytes());
+    h.update((codes.len() as u32).to_be_bytes());
+    let codes: Vec<u8> = codes.iter().map(|c| c.0).collect();
+    h.update(&codes);
     for u in updates {
-        put(&mut out, u.namespace.as_bytes());
-        put(&mut out, u.key.as_bytes());
+        put(&mut h, u.namespace.as_bytes());
+        put(&mut h, u.key.as_bytes());
         match &u.value {
-            None => out.push(0),
+            None => h.update([0]),
             Some(v) => {
-                out.push(1);
-                put(&mut out, v);
+                h.update([1]);
+                put(&mut h, v);
             }
         }
     }
-    sha256(&out)
+    h.finalize().into()
 }

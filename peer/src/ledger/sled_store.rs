@@ -167,15 +167,14 @@ impl LedgerStore for SledLedgerStore {
             }
             None => self.tree.scan_prefix(&prefix),
         };
-        iter.take_while(|item| {
-            item.as_ref().is_err() || item.as_ref().is_ok_and(|(k, _)| k.starts_with(&prefix))
-        })
-        .take(limit)
-        .map(|item| {
-            let (k, _) = item?;
-            keys::parse_history_version(&k)
-        })
-        .collect()
+        // An error is kept, to be returned below.
+        iter.take_while(|item| !matches!(item, Ok((k, _)) if !k.starts_with(&prefix)))
+            .take(limit)
+            .map(|item| {
+                let (k, _) = item?;
+                keys::parse_history_version(&k)
+            })
+            .collect()
     }
 
     fn state_snapshot(&self) -> Result<Vec<(String, String, VersionedValue)>> {

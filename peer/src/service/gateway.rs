@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use mercato_proto::Limits;
 use mercato_proto::block::metadata_entry;
-use mercato_proto::pb::common::{Block, BlockMetadataIndex, Status as FabricStatus};
+use mercato_proto::pb::common::{Block, BlockMetadataIndex, Envelope, Status as FabricStatus};
 use mercato_proto::pb::gateway::gateway_server::Gateway as GatewayApi;
 use mercato_proto::pb::gateway::{
     ChaincodeEventsRequest, ChaincodeEventsResponse, CommitStatusRequest, CommitStatusResponse,
@@ -238,10 +238,9 @@ impl GatewayApi for GatewayService {
         // Structure, channel and txid are checked here; the creator and its signature by the
         // orderer, whose refusal comes back with its reason (checking them here too would cost
         // a second signature verification per transaction).
-        let parsed =
-            parse_envelope_message(envelope.clone(), &self.channel.limits).map_err(|e| {
-                Status::invalid_argument(format!("malformed prepared transaction: {e}"))
-            })?;
+        let parsed = parse_envelope_message(envelope, &self.channel.limits).map_err(|e| {
+            Status::invalid_argument(format!("malformed prepared transaction: {e}"))
+        })?;
         let header = &parsed.header.channel_header;
         self.channel.check_channel(&header.channel_id)?;
         if !r.transaction_id.is_empty() && r.transaction_id != header.tx_id {
@@ -250,6 +249,11 @@ impl GatewayApi for GatewayService {
                 r.transaction_id, header.tx_id
             )));
         }
+        // The envelope again from its parts, as received: no copy of it was kept.
+        let envelope = Envelope {
+            payload: parsed.payload_bytes,
+            signature: parsed.signature,
+        };
         match gateway.orderers().broadcast(envelope).await {
             Ok(()) => Ok(Response::new(SubmitResponse {})),
             Err(e) => Err(broadcast_error(e)),

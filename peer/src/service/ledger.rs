@@ -59,7 +59,7 @@ impl LedgerService {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64);
-            if (at.seconds - now).abs() > CLOCK_SKEW_SECS {
+            if at.seconds.abs_diff(now) > CLOCK_SKEW_SECS.unsigned_abs() {
                 return Err(Status::invalid_argument(format!(
                     "the request's timestamp {} is more than {CLOCK_SKEW_SECS} s from the peer's \
                      clock ({now})",

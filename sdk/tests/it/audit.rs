@@ -31,6 +31,19 @@ async fn run(args: &[&str]) -> (i32, String, String) {
         .unwrap()
 }
 
+/// `mercato audit verify` on a copy of a peer's data directory.
+async fn verify_copy(data: &Path) -> (i32, String, String) {
+    run(&[
+        "--channel",
+        CHANNEL,
+        "audit",
+        "verify",
+        "--data",
+        data.to_str().unwrap(),
+    ])
+    .await
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
@@ -354,15 +367,7 @@ async fn auditor_queries_verifies_and_exports_the_ledger_and_finds_tampering() {
         0,
         None,
     );
-    let (rc, out, err) = run(&[
-        "--channel",
-        CHANNEL,
-        "audit",
-        "verify",
-        "--data",
-        &dir(&bad_block),
-    ])
-    .await;
+    let (rc, out, err) = verify_copy(&bad_block).await;
     assert_eq!(rc, 1, "{out}{err}");
     assert!(out.contains(&format!("block {}:", second.block)), "{out}");
 
@@ -381,15 +386,7 @@ async fn auditor_queries_verifies_and_exports_the_ledger_and_finds_tampering() {
         tree.insert(key, value).unwrap();
         db.flush().unwrap();
     }
-    let (rc, out, err) = run(&[
-        "--channel",
-        CHANNEL,
-        "audit",
-        "verify",
-        "--data",
-        &dir(&bad_state),
-    ])
-    .await;
+    let (rc, out, err) = verify_copy(&bad_state).await;
     assert_eq!(rc, 1, "{out}{err}");
     assert!(
         out.contains(&format!(
@@ -412,15 +409,7 @@ async fn auditor_queries_verifies_and_exports_the_ledger_and_finds_tampering() {
         at,
         Some(11),
     );
-    let (rc, out, err) = run(&[
-        "--channel",
-        CHANNEL,
-        "audit",
-        "verify",
-        "--data",
-        &dir(&bad_code),
-    ])
-    .await;
+    let (rc, out, err) = verify_copy(&bad_code).await;
     assert_eq!(rc, 1, "{out}{err}");
     assert!(
         out.contains(&format!(
@@ -431,15 +420,7 @@ async fn auditor_queries_verifies_and_exports_the_ledger_and_finds_tampering() {
     );
 
     // A directory that is not a peer's is refused as usage.
-    let (rc, _, err) = run(&[
-        "--channel",
-        CHANNEL,
-        "audit",
-        "verify",
-        "--data",
-        copies.path().to_str().unwrap(),
-    ])
-    .await;
+    let (rc, _, err) = verify_copy(copies.path()).await;
     assert_eq!(rc, 2, "{err}");
     assert!(err.contains("not a peer's data directory"), "{err}");
 }

@@ -179,27 +179,6 @@ fn progress(what: &str, n: u64, total: u64, done: bool) {
     }
 }
 
-/// A scratch directory, deleted when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Result<Self, Failure> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let dir =
-            std::env::temp_dir().join(format!("mercato-audit-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
-        Ok(Scratch(dir))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Reads a genesis block file's header hash.
 fn genesis_hash(path: &Path) -> Result<[u8; 32], Failure> {
     let bytes = std::fs::read(path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
@@ -280,9 +259,12 @@ pub async fn verify(
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     // The replay goes to a scratch ledger on disk, so that memory stays bounded however long
     // the chain; it is deleted when the audit ends.
-    let scratch = Scratch::new()?;
-    let mut replay = SledLedgerStore::open(&scratch.0, "audit")
-        .map_err(|e| failed(format!("{}: {e}", scratch.0.display())))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("mercato-audit-")
+        .tempdir()
+        .map_err(|e| failed(format!("a scratch directory for the replay: {e}")))?;
+    let mut replay = SledLedgerStore::open(scratch.path(), "audit")
+        .map_err(|e| failed(format!("{}: {e}", scratch.path().display())))?;
     replay.set_durable(false);
     let mut audit =
         Audit::new(&source.block(0).await?, expected, threads, Arc::new(replay)).map_err(failed)?;
@@ -369,7 +351,7 @@ pub async fn verify(
         }
     }
     let (txs, valid) = audit.transactions();
-    let genesis = audit.genesis_hash().map_err(failed)?;
+    let genesis = audit.genesis_hash();
     let last = audit.blocks().saturating_sub(1);
     let commit = audit.commit_hash(last).unwrap_or_default();
     let findings = audit.findings();
