@@ -1,9 +1,14 @@
-//! The orderer's chain of blocks in sled, with what Raft's state machine records beside it (the
-//! last applied log id and the cluster membership), all in one tree so that one atomic batch
-//! holds a whole apply: after a crash the chain is never ahead of or behind what Raft believes
-//! it applied.
+//! The orderer's chain of blocks: the blocks themselves in append-only block files
+//! ([`mercato_blockfile`]), and in one sled tree where each block is, the height, the last hash,
+//! and what Raft's state machine records beside them (the last applied log id and the cluster
+//! membership). One atomic batch of that tree holds a whole apply, and a block reaches its file
+//! before the batch that indexes it: after a crash the chain is never ahead of or behind what
+//! Raft believes it applied.
 
+use std::path::Path;
 use std::sync::Arc;
+
+use mercato_blockfile::{BlockFiles, BlockLocation};
 
 use mercato_proto::hash::block_header_hash;
 use mercato_proto::pb::common::Block;
@@ -14,7 +19,10 @@ use crate::error::{Error, Result};
 
 const HEIGHT: &[u8] = b"m/height";
 const LAST_HASH: &[u8] = b"m/last_hash";
-/// Key prefix of blocks: `b` ‖ number (big-endian).
+/// How the chain is stored; absent in a ledger that kept its blocks inside sled.
+const FORMAT: &[u8] = b"m/format";
+const FORMAT_BLOCK_FILES: &[u8] = b"block-files-v1";
+/// Key prefix of blocks: `b` ‖ number (big-endian) → where the block is in the block files.
 const BLOCK: u8 = b'b';
 
 pub(crate) fn block_key(number: u64) -> [u8; 9] {
@@ -28,11 +36,16 @@ fn storage(e: sled::Error) -> Error {
     Error::Storage(e.to_string())
 }
 
+fn files(e: mercato_blockfile::Error) -> Error {
+    Error::Storage(e.to_string())
+}
+
 /// The chain: blocks by number, the height and the last block's header hash.
 #[derive(Clone)]
 pub struct Ledger {
     pub(crate) tree: sled::Tree,
     pub(crate) db: sled::Db,
+    blocks: Arc<BlockFiles>,
     height: Arc<watch::Sender<u64>>,
 }
 
@@ -45,9 +58,9 @@ impl std::fmt::Debug for Ledger {
 }
 
 impl Ledger {
-    /// Opens the chain in `db`, starting it with `genesis` if it is empty; an existing chain
-    /// must start with that same block.
-    pub fn open(db: &sled::Db, genesis: &Block) -> Result<Self> {
+    /// Opens the chain indexed in `db` with its blocks in files under `blocks_dir`, starting it
+    /// with `genesis` if it is empty; an existing chain must start with that same block.
+    pub fn open(db: &sled::Db, blocks_dir: &Path, genesis: &Block) -> Result<Self> {
         let tree = db.open_tree("chain").map_err(storage)?;
         let header = genesis
             .header
@@ -60,9 +73,35 @@ impl Ledger {
             )));
         }
         let hash = block_header_hash(header);
-        match tree.get(block_key(0)).map_err(storage)? {
+        let height = read_u64(&tree, HEIGHT)?;
+        if height.is_some()
+            && tree.get(FORMAT).map_err(storage)?.as_deref() != Some(FORMAT_BLOCK_FILES)
+        {
+            return Err(Error::Storage(
+                "this ledger keeps its blocks inside sled (written by an older Mercato orderer); \
+                 move its data directory away and let the node catch up from the cluster"
+                    .into(),
+            ));
+        }
+        let last = match height {
+            Some(h) => Some(location(&tree, h.saturating_sub(1))?.ok_or_else(|| {
+                Error::Storage(format!(
+                    "the last block, {}, is not indexed",
+                    h.saturating_sub(1)
+                ))
+            })?),
+            None => None,
+        };
+        let blocks = Arc::new(BlockFiles::open(blocks_dir, last).map_err(files)?);
+        let ledger = Ledger {
+            tree,
+            db: db.clone(),
+            blocks,
+            height: Arc::new(watch::channel(height.unwrap_or(0)).0),
+        };
+        match ledger.block(0)? {
             Some(stored) => {
-                let stored = Block::decode(stored.as_ref())
+                let stored = Block::decode(stored.as_slice())
                     .map_err(|e| Error::Storage(format!("block 0 does not decode: {e}")))?;
                 if stored.header.as_ref().map(block_header_hash) != Some(hash) {
                     return Err(Error::Config(
@@ -72,19 +111,12 @@ impl Ledger {
             }
             None => {
                 let mut batch = sled::Batch::default();
-                batch.insert(&block_key(0), genesis.encode_to_vec());
-                batch.insert(HEIGHT, &1u64.to_be_bytes());
-                batch.insert(LAST_HASH, &hash);
-                tree.apply_batch(batch).map_err(storage)?;
-                db.flush().map_err(storage)?;
+                batch.insert(FORMAT, FORMAT_BLOCK_FILES);
+                ledger.stage(&mut batch, 0, &[(genesis.encode_to_vec(), hash)])?;
+                ledger.commit(batch)?;
             }
         }
-        let height = read_u64(&tree, HEIGHT)?.unwrap_or(1);
-        Ok(Ledger {
-            tree,
-            db: db.clone(),
-            height: Arc::new(watch::channel(height).0),
-        })
+        Ok(ledger)
     }
 
     /// The number of blocks.
@@ -111,22 +143,29 @@ impl Ledger {
 
     /// A block's bytes.
     pub fn block(&self, number: u64) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .tree
-            .get(block_key(number))
-            .map_err(storage)?
-            .map(|v| v.to_vec()))
+        match location(&self.tree, number)? {
+            Some(at) => self.blocks.read(at).map(Some).map_err(files),
+            None => Ok(None),
+        }
     }
 
-    /// Stages appending blocks (already checked to continue the chain) into `batch`.
-    pub(crate) fn stage(batch: &mut sled::Batch, first: u64, blocks: &[(Vec<u8>, [u8; 32])]) {
+    /// Appends blocks (already checked to continue the chain at `first`) to the block files,
+    /// and stages indexing them into `batch`: they are part of the chain once it commits.
+    pub(crate) fn stage(
+        &self,
+        batch: &mut sled::Batch,
+        first: u64,
+        blocks: &[(Vec<u8>, [u8; 32])],
+    ) -> Result<()> {
         for (i, (bytes, _)) in blocks.iter().enumerate() {
-            batch.insert(&block_key(first + i as u64), bytes.as_slice());
+            let at = self.blocks.append(bytes).map_err(files)?;
+            batch.insert(&block_key(first + i as u64), &at.encode()[..]);
         }
         if let Some((_, hash)) = blocks.last() {
             batch.insert(HEIGHT, &(first + blocks.len() as u64).to_be_bytes());
             batch.insert(LAST_HASH, hash);
         }
+        Ok(())
     }
 
     /// Applies a staged batch durably and publishes the new height.
@@ -138,24 +177,40 @@ impl Ledger {
         Ok(())
     }
 
-    /// Replaces the whole chain (installing a snapshot), in one batch with `extra` entries.
+    /// Replaces the whole chain (installing a snapshot), in one batch with `extra` entries. The
+    /// blocks the chain already holds are kept; from the first that differs, the new ones are
+    /// appended to the files (what they replace stays there, no longer indexed).
     pub(crate) fn replace(&self, blocks: &[(Vec<u8>, [u8; 32])], extra: sled::Batch) -> Result<()> {
-        // Blocks beyond the new chain must go too.
         let mut batch = extra;
-        let new_height = blocks.len() as u64;
-        for item in self.tree.scan_prefix([BLOCK]) {
-            let (k, _) = item.map_err(storage)?;
-            let n = k
-                .get(1..9)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes);
-            if n.is_some_and(|n| n >= new_height) {
-                batch.remove(k);
+        let old_height = self.height();
+        let mut same = 0;
+        while same < blocks.len() && (same as u64) < old_height {
+            if self.block(same as u64)?.as_deref() != Some(blocks[same].0.as_slice()) {
+                break;
+            }
+            same += 1;
+        }
+        // Blocks beyond the new chain must go too.
+        for n in blocks.len() as u64..old_height {
+            batch.remove(&block_key(n));
+        }
+        self.stage(&mut batch, same as u64, &blocks[same..])?;
+        if blocks.len() as u64 != old_height || same < blocks.len() {
+            batch.insert(HEIGHT, &(blocks.len() as u64).to_be_bytes());
+            if let Some((_, hash)) = blocks.last() {
+                batch.insert(LAST_HASH, hash);
             }
         }
-        Self::stage(&mut batch, 0, blocks);
         self.commit(batch)
     }
+}
+
+/// Where block `number` is stored.
+fn location(tree: &sled::Tree, number: u64) -> Result<Option<BlockLocation>> {
+    tree.get(block_key(number))
+        .map_err(storage)?
+        .map(|v| BlockLocation::decode(&v).map_err(files))
+        .transpose()
 }
 
 pub(crate) fn read_u64(tree: &sled::Tree, key: &[u8]) -> Result<Option<u64>> {

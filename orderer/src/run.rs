@@ -130,7 +130,7 @@ pub async fn start(config: &Config) -> Result<Running> {
         .cache_capacity(64 << 20)
         .open()
         .map_err(|e| Error::Storage(format!("{}: {e}", config.node.data_dir.display())))?;
-    let ledger = Ledger::open(&db, &genesis)?;
+    let ledger = Ledger::open(&db, &config.node.data_dir.join("blocks"), &genesis)?;
     let raft_config = openraft::Config {
         cluster_name: channel.channel_id.clone(),
         heartbeat_interval: config.raft.heartbeat_ms,

@@ -29,6 +29,15 @@ impl From<sled::Error> for Error {
     }
 }
 
+impl From<mercato_blockfile::Error> for Error {
+    fn from(e: mercato_blockfile::Error) -> Self {
+        match e {
+            mercato_blockfile::Error::Storage(m) => Error::Storage(m),
+            mercato_blockfile::Error::Corrupt(m) => Error::Corrupt(m),
+        }
+    }
+}
+
 impl Error {
     pub(crate) fn invalid_block(number: u64, reason: impl Into<String>) -> Self {
         Error::InvalidBlock {

@@ -384,7 +384,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             });
         }
         let mut batch = sled::Batch::default();
-        Ledger::stage(&mut batch, first, &blocks);
+        self.ledger
+            .stage(&mut batch, first, &blocks)
+            .map_err(io_write)?;
         if let Some(applied) = last_applied {
             batch.insert(APPLIED, json(&Some(applied))?);
         }

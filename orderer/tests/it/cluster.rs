@@ -200,7 +200,7 @@ impl Cluster {
         use mercato_proto::pb::orderer::atomic_broadcast_server::AtomicBroadcastServer;
         use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig};
         let db = open_db(&self.dirs[&id]).await;
-        let ledger = Ledger::open(&db, &self.genesis).unwrap();
+        let ledger = Ledger::open(&db, &self.dirs[&id].join("blocks"), &self.genesis).unwrap();
         let log = LogStore::open(&db).unwrap();
         let sm = StateMachine::new(ledger.clone());
         let raft = match &self.transport {

@@ -1,7 +1,7 @@
 //! How the ledger lays out one sled tree. Every record kind has a one-byte prefix, so that one
 //! atomic batch can hold a whole block's changes.
 //!
-//! - `b` ‖ number (8 bytes BE) → the block's location in the block files (see `blockfile`)
+//! - `b` ‖ number (8 bytes BE) → the block's location in the block files (see `mercato-blockfile`)
 //! - `x` ‖ header hash → number (8 bytes BE)
 //! - `t` ‖ txid → number (8) ‖ index (8) ‖ code (1)
 //! - `s` ‖ namespace ‖ 0x00 ‖ key → block (8) ‖ tx (8) ‖ value

@@ -4,7 +4,6 @@
 //! Everything one block changes is one [`BlockCommit`], applied atomically: after a crash the
 //! state is exactly that of the last committed block, never ahead of or behind it.
 
-mod blockfile;
 mod keys;
 mod mem;
 mod sled_store;

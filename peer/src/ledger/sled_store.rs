@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
-use super::blockfile::{BlockFiles, BlockLocation};
 use super::keys;
 use super::{BlockCommit, LedgerStore, Savepoint, TxLocation, Version, VersionedValue};
 use crate::error::{Error, Result};
+use mercato_blockfile::{BlockFiles, BlockLocation};
 
 /// A channel's ledger: blocks in append-only files, everything else (block index, state,
 /// history, txid index, savepoint) in one sled tree.

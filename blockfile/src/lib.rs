@@ -1,9 +1,14 @@
-//! Append-only block files: blocks are written to numbered segment files, and the sled index
-//! (written in the same batch as the state and the savepoint) says where each block is.
+//! Append-only block files, shared by the peer's and the orderer's ledgers: blocks are written to
+//! numbered segment files, and the ledger's sled index (written in the same batch as the rest of
+//! what a block changes) says where each block is.
 //!
 //! A block is appended and synced to its file *before* the batch that indexes it commits. A crash
 //! in between leaves bytes after the last indexed block; [`BlockFiles::open`] cuts them off, so the
-//! files never hold a block the savepoint does not know.
+//! files never hold a block the index does not know.
+//!
+//! Blocks are kept out of sled because sled rewrites a whole tree node when it consolidates one:
+//! a node holding a few blocks of hundreds of kilobytes is copied again and again as the chain
+//! grows. Here each block is written once.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -12,11 +17,24 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::error::{Error, Result};
+/// Why the block files failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The file system failed, or a block is too large to store.
+    #[error("block files: {0}")]
+    Storage(String),
+    /// The files do not hold what the index says they hold.
+    #[error("block files corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// The block files' result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A segment file grows to at most this size before the next one starts.
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
-/// The largest block accepted (Limits::DEFAULT.max_message_bytes is 16 MiB).
+/// The largest block accepted (the default message limit, `Limits::DEFAULT.max_message_bytes`, is
+/// 16 MiB).
 const MAX_BLOCK_BYTES: u32 = 64 * 1024 * 1024;
 
 /// Where a block is stored.
