@@ -118,6 +118,24 @@ fn segment_path(dir: &Path, file: u32) -> PathBuf {
     dir.join(format!("blockfile_{file:06}"))
 }
 
+/// The segment files under `dir`, by number (other files are not ours and are left alone).
+fn segments(dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+        let entry = entry.map_err(|e| io(dir, e))?;
+        let name = entry.file_name();
+        let number = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("blockfile_"))
+            .and_then(|n| n.parse::<u32>().ok());
+        if let Some(n) = number {
+            out.push((n, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 fn io(path: &Path, e: std::io::Error) -> Error {
     Error::Storage(format!("{}: {e}", path.display()))
 }
@@ -129,11 +147,10 @@ impl BlockFiles {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         let (file_no, end) = last.map(|l| (l.file, l.end())).unwrap_or((0, 0));
         // Segments after the last indexed one hold only uncommitted blocks.
-        let mut later = file_no + 1;
-        while segment_path(dir, later).exists() {
-            let p = segment_path(dir, later);
-            std::fs::remove_file(&p).map_err(|e| io(&p, e))?;
-            later += 1;
+        for (n, p) in segments(dir)? {
+            if n > file_no {
+                std::fs::remove_file(&p).map_err(|e| io(&p, e))?;
+            }
         }
         let path = segment_path(dir, file_no);
         let file = OpenOptions::new()
@@ -204,6 +221,26 @@ impl BlockFiles {
         Ok(location)
     }
 
+    /// Deletes the segment files before segment `file` (never the one being appended to), once
+    /// the index no longer points into them: a log purged up to some entry frees the space
+    /// of the entries before it.
+    pub fn remove_before(&self, file: u32) -> Result<()> {
+        let current = self
+            .appender
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .file_no;
+        let keep_from = file.min(current);
+        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        for (n, p) in segments(&self.dir)? {
+            if n < keep_from {
+                readers.remove(&n);
+                std::fs::remove_file(&p).map_err(|e| io(&p, e))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Reads the block at `location`.
     pub fn read(&self, location: BlockLocation) -> Result<Vec<u8>> {
         if location.len > MAX_BLOCK_BYTES {
@@ -253,6 +290,45 @@ mod tests {
         let next = files.append(b"block one").unwrap();
         assert_eq!(next.offset, first.len as u64);
         assert_eq!(files.read(next).unwrap(), b"block one");
+    }
+
+    #[test]
+    fn open_removes_every_later_segment_even_after_a_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = BlockFiles::open(dir.path(), None).unwrap();
+        let first = files.append(b"kept").unwrap();
+        drop(files);
+        // Uncommitted segments 2 and 5 (1 was removed): both go, and appends land in segment 0.
+        for n in [2, 5] {
+            std::fs::write(segment_path(dir.path(), n), b"uncommitted").unwrap();
+        }
+        std::fs::write(dir.path().join("notes.txt"), b"not a segment").unwrap();
+        let files = BlockFiles::open(dir.path(), Some(first)).unwrap();
+        assert!(!segment_path(dir.path(), 2).exists());
+        assert!(!segment_path(dir.path(), 5).exists());
+        assert!(dir.path().join("notes.txt").exists());
+        assert_eq!(files.append(b"next").unwrap().file, 0);
+    }
+
+    #[test]
+    fn segments_before_a_file_are_removed_but_never_the_current_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = BlockFiles::open(dir.path(), None).unwrap();
+        let a = files.append(b"in segment 0").unwrap();
+        drop(files);
+        // Pretend segment 0 filled up: an indexed block in segment 1.
+        std::fs::write(segment_path(dir.path(), 1), b"in segment 1").unwrap();
+        let b = BlockLocation {
+            file: 1,
+            offset: 0,
+            len: 12,
+        };
+        let files = BlockFiles::open(dir.path(), Some(b)).unwrap();
+        assert_eq!(files.read(a).unwrap(), b"in segment 0");
+        files.remove_before(7).unwrap();
+        assert!(files.read(a).is_err());
+        assert_eq!(files.read(b).unwrap(), b"in segment 1");
+        assert_eq!(files.append(b"more").unwrap().file, 1);
     }
 
     #[test]

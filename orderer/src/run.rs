@@ -153,7 +153,7 @@ pub async fn start(config: &Config) -> Result<Running> {
         id,
         Arc::new(raft_config),
         GrpcNetwork::new(&channel.channel_id, client_tls),
-        LogStore::open(&db)?,
+        LogStore::open(&db, &config.node.data_dir.join("raft-log"))?,
         StateMachine::new(ledger.clone()),
     )
     .await

@@ -1,5 +1,7 @@
-//! openraft's storage for the ordering service, in sled: the Raft log ([`LogStore`]) and the
-//! state machine ([`StateMachine`]), whose state is the chain of blocks.
+//! openraft's storage for the ordering service: the Raft log ([`LogStore`]) and the state machine
+//! ([`StateMachine`]), whose state is the chain of blocks. Both index in sled and keep blocks in
+//! append-only block files ([`mercato_blockfile`]): sled rewrites whole tree nodes, and nodes
+//! holding blocks were copied over and over.
 //!
 //! A log entry's payload is a whole block cut and signed by the leader. Applying it appends it to
 //! the chain if it continues it (its number is the height, its previous hash the last block's
@@ -27,6 +29,8 @@ use openraft::{
 };
 use prost::Message;
 use serde::{Deserialize, Serialize};
+
+use mercato_blockfile::{BlockFiles, BlockLocation};
 
 use crate::ledger::{Ledger, read_u64};
 
@@ -87,7 +91,8 @@ struct EntryHead {
     membership: Option<openraft::Membership<NodeId, BasicNode>>,
 }
 
-pub(crate) fn encode_entry(e: &Entry<TypeConfig>) -> StorageResult<Vec<u8>> {
+/// An entry's head (length-prefixed) and its block's bytes (empty unless it carries a block).
+fn split_entry(e: &Entry<TypeConfig>) -> StorageResult<(Vec<u8>, &[u8])> {
     let (kind, membership, block): (u8, _, &[u8]) = match &e.payload {
         EntryPayload::Blank => (0, None, &[]),
         EntryPayload::Normal(p) => (1, None, &p.block),
@@ -99,15 +104,22 @@ pub(crate) fn encode_entry(e: &Entry<TypeConfig>) -> StorageResult<Vec<u8>> {
         membership,
     })
     .map_err(io_write)?;
-    let mut out = Vec::with_capacity(4 + head.len() + block.len());
+    let mut out = Vec::with_capacity(4 + head.len() + 16);
     out.extend_from_slice(&(head.len() as u32).to_be_bytes());
     out.extend_from_slice(&head);
+    Ok((out, block))
+}
+
+/// An entry as it travels between the nodes: its head, then its block's bytes.
+pub(crate) fn encode_entry(e: &Entry<TypeConfig>) -> StorageResult<Vec<u8>> {
+    let (mut out, block) = split_entry(e)?;
     out.extend_from_slice(block);
     Ok(out)
 }
 
-pub(crate) fn decode_entry(bytes: &[u8]) -> StorageResult<Entry<TypeConfig>> {
-    let corrupt = |why: &str| io_read(format!("a stored log entry is corrupt: {why}"));
+/// Parses an entry's head; returns it with the bytes after it.
+fn parse_head(bytes: &[u8]) -> StorageResult<(EntryHead, &[u8])> {
+    let corrupt = |why: &str| io_read(format!("a log entry is corrupt: {why}"));
     let len = bytes
         .get(..4)
         .and_then(|b| b.try_into().ok())
@@ -116,18 +128,36 @@ pub(crate) fn decode_entry(bytes: &[u8]) -> StorageResult<Entry<TypeConfig>> {
     let head = bytes.get(4..4 + len).ok_or_else(|| corrupt("short head"))?;
     let rest = bytes.get(4 + len..).unwrap_or_default();
     let head: EntryHead = serde_json::from_slice(head).map_err(|e| corrupt(&e.to_string()))?;
+    Ok((head, rest))
+}
+
+fn entry_from(head: EntryHead, block: Vec<u8>) -> StorageResult<Entry<TypeConfig>> {
     let payload = match (head.kind, head.membership) {
         (0, _) => EntryPayload::Blank,
-        (1, _) => EntryPayload::Normal(BlockProposal {
-            block: rest.to_vec(),
-        }),
+        (1, _) => EntryPayload::Normal(BlockProposal { block }),
         (2, Some(m)) => EntryPayload::Membership(m),
-        _ => return Err(corrupt("unknown kind")),
+        _ => return Err(io_read("a log entry is corrupt: unknown kind")),
     };
     Ok(Entry {
         log_id: head.log_id,
         payload,
     })
+}
+
+/// Decodes what [`encode_entry`] wrote.
+pub(crate) fn decode_entry(bytes: &[u8]) -> StorageResult<Entry<TypeConfig>> {
+    let (head, rest) = parse_head(bytes)?;
+    entry_from(head, rest.to_vec())
+}
+
+/// Where a stored entry's block is, if it carries one: a stored entry is its head followed by
+/// the block's location in the log's block files.
+fn stored_location(value: &[u8]) -> StorageResult<Option<BlockLocation>> {
+    let (head, rest) = parse_head(value)?;
+    match head.kind {
+        1 => BlockLocation::decode(rest).map(Some).map_err(io_read),
+        _ => Ok(None),
+    }
 }
 
 fn json<T: Serialize>(v: &T) -> StorageResult<Vec<u8>> {
@@ -138,27 +168,54 @@ fn from_json<T: for<'a> Deserialize<'a>>(bytes: &[u8]) -> StorageResult<T> {
     serde_json::from_slice(bytes).map_err(io_read)
 }
 
-/// The Raft log and hard state in sled: entries by index, the vote, the committed and the last
-/// purged log ids. Every change is flushed before it is acknowledged.
+/// The Raft log and hard state: entries by index in sled (each entry's head, and where its
+/// block is in the block files under the log's directory), the vote, the committed and the last
+/// purged log ids. Every change is flushed before it is acknowledged; an entry's block reaches
+/// its file before the batch that indexes it.
 #[derive(Debug, Clone)]
 pub struct LogStore {
     db: sled::Db,
     log: sled::Tree,
     state: sled::Tree,
+    blocks: std::sync::Arc<BlockFiles>,
 }
 
 impl LogStore {
-    /// Opens the log in `db`.
-    pub fn open(db: &sled::Db) -> crate::Result<Self> {
-        let open = |name: &str| {
-            db.open_tree(name)
-                .map_err(|e| crate::Error::Storage(e.to_string()))
-        };
+    /// Opens the log indexed in `db`, with its entries' blocks in files under `blocks_dir`.
+    pub fn open(db: &sled::Db, blocks_dir: &std::path::Path) -> crate::Result<Self> {
+        let storage = |e: String| crate::Error::Storage(format!("the Raft log: {e}"));
+        let open = |name: &str| db.open_tree(name).map_err(|e| storage(e.to_string()));
+        let log = open("raft_log")?;
+        // Entries' blocks lie in index order (a truncated suffix is appended again after what it
+        // replaced), so the last entry with a block ends the files; what follows is uncommitted.
+        let mut last = None;
+        for item in log.iter().rev() {
+            let (_, v) = item.map_err(|e| storage(e.to_string()))?;
+            if let Some(at) = stored_location(&v).map_err(|e| storage(e.to_string()))? {
+                last = Some(at);
+                break;
+            }
+        }
+        let blocks = BlockFiles::open(blocks_dir, last).map_err(|e| storage(e.to_string()))?;
         Ok(LogStore {
             db: db.clone(),
-            log: open("raft_log")?,
+            log,
             state: open("raft_state")?,
+            blocks: std::sync::Arc::new(blocks),
         })
+    }
+
+    /// Reads a stored entry back, with its block.
+    fn load(&self, value: &[u8]) -> StorageResult<Entry<TypeConfig>> {
+        let (head, rest) = parse_head(value)?;
+        let block = match head.kind {
+            1 => {
+                let at = BlockLocation::decode(rest).map_err(io_read)?;
+                self.blocks.read(at).map_err(io_read)?
+            }
+            _ => Vec::new(),
+        };
+        entry_from(head, block)
     }
 
     fn get_json<T: for<'a> Deserialize<'a>>(&self, key: &[u8]) -> StorageResult<Option<T>> {
@@ -197,7 +254,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             if !range.contains(&index) {
                 break;
             }
-            out.push(decode_entry(&v)?);
+            out.push(self.load(&v)?);
         }
         Ok(out)
     }
@@ -209,7 +266,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
         let last_purged_log_id: Option<LogId<NodeId>> = self.get_json(PURGED)?;
         let last = match self.log.last().map_err(io_read)? {
-            Some((_, v)) => Some(decode_entry(&v)?.log_id),
+            Some((_, v)) => Some(parse_head(&v)?.0.log_id),
             None => last_purged_log_id,
         };
         Ok(LogState {
@@ -244,14 +301,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = sled::Batch::default();
+        let mut staged = Ok(());
         for e in entries {
-            batch.insert(&e.log_id.index.to_be_bytes(), encode_entry(&e)?);
+            let (mut value, block) = split_entry(&e)?;
+            if matches!(e.payload, EntryPayload::Normal(_)) {
+                match self.blocks.append(block) {
+                    Ok(at) => value.extend_from_slice(&at.encode()),
+                    Err(err) => {
+                        staged = Err(std::io::Error::other(err));
+                        break;
+                    }
+                }
+            }
+            batch.insert(&e.log_id.index.to_be_bytes(), value);
         }
-        let result = self
-            .log
-            .apply_batch(batch)
-            .and_then(|_| self.db.flush().map(|_| ()))
-            .map_err(std::io::Error::other);
+        let result = staged.and_then(|()| {
+            self.log
+                .apply_batch(batch)
+                .and_then(|_| self.db.flush().map(|_| ()))
+                .map_err(std::io::Error::other)
+        });
         let failed = result.as_ref().err().map(|e| e.to_string());
         callback.log_io_completed(result);
         match failed {
@@ -280,7 +349,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         self.log.apply_batch(batch).map_err(io_write)?;
         self.db.flush().map_err(io_write)?;
-        Ok(())
+        // The block files before the first remaining block are no longer pointed into.
+        let mut first = None;
+        for item in self.log.iter() {
+            let (_, v) = item.map_err(io_read)?;
+            if let Some(at) = stored_location(&v)? {
+                first = Some(at.file);
+                break;
+            }
+        }
+        self.blocks
+            .remove_before(first.unwrap_or(u32::MAX))
+            .map_err(io_write)
     }
 }
 

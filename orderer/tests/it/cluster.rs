@@ -201,7 +201,7 @@ impl Cluster {
         use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig};
         let db = open_db(&self.dirs[&id]).await;
         let ledger = Ledger::open(&db, &self.dirs[&id].join("blocks"), &self.genesis).unwrap();
-        let log = LogStore::open(&db).unwrap();
+        let log = LogStore::open(&db, &self.dirs[&id].join("raft-log")).unwrap();
         let sm = StateMachine::new(ledger.clone());
         let raft = match &self.transport {
             Transport::Local(router) => {

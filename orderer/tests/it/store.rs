@@ -25,7 +25,10 @@ fn open(dir: &std::path::Path) -> (LogStore, StateMachine) {
         })
         .unwrap_or_else(|| panic!("{} stayed locked", dir.display()));
     let ledger = Ledger::open(&db, &dir.join("blocks"), &genesis()).unwrap();
-    (LogStore::open(&db).unwrap(), StateMachine::new(ledger))
+    (
+        LogStore::open(&db, &dir.join("raft-log")).unwrap(),
+        StateMachine::new(ledger),
+    )
 }
 
 struct Builder;
