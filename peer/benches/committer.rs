@@ -57,14 +57,31 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// How many times each measurement is repeated; the best is kept. This machine is shared, and
+/// a neighbour's load only ever makes a run slower, so the best of a few is the least disturbed
+/// (for the floor and the runs alike, so that their ratio stays fair).
+const TRIES: usize = 3;
+
+/// µs per call of `f`, the best of [`TRIES`] windows of 300 ms.
 fn per_call_us(mut f: impl FnMut()) -> f64 {
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < Duration::from_millis(500) {
-        f();
-        n += 1;
-    }
-    start.elapsed().as_secs_f64() * 1e6 / n as f64
+    (0..TRIES)
+        .map(|_| {
+            let start = Instant::now();
+            let mut n = 0u64;
+            while start.elapsed() < Duration::from_millis(300) {
+                f();
+                n += 1;
+            }
+            start.elapsed().as_secs_f64() * 1e6 / n as f64
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// The best (highest-throughput) of [`TRIES`] runs: (transactions per second, CPU µs per tx).
+fn best_run(mut run: impl FnMut() -> (f64, f64)) -> (f64, f64) {
+    (0..TRIES)
+        .map(|_| run())
+        .fold((0.0, 0.0), |best, r| if r.0 > best.0 { r } else { best })
 }
 
 /// The blocks to commit, after a genesis block.
@@ -313,6 +330,7 @@ fn main() {
     println!(
         "each tx: 1 client signature + 2 endorsements (2 orgs), 2 keys of ~200 bytes written; durable sled"
     );
+    println!("every figure is the best of {TRIES} tries (a shared machine only ever slows a try)");
     println!();
     let sled_us = sled_floor_us(false);
     let sled_indexed_us = sled_floor_us(true);
@@ -342,8 +360,9 @@ fn main() {
         breakdown(&net, &genesis, &blocks);
         // A first, unreported run warms the allocator, the page cache and sled's files.
         run(&net, &genesis, &blocks, None, cores);
-        let (tps_all, cpu_all) = run(&net, &genesis, &blocks, None, cores);
-        let (tps_own, cpu_own) = run(&net, &genesis, &blocks, Some(memo), cores);
+        let (tps_all, cpu_all) = best_run(|| run(&net, &genesis, &blocks, None, cores));
+        let (tps_own, cpu_own) =
+            best_run(|| run(&net, &genesis, &blocks, Some(Arc::clone(&memo)), cores));
         println!();
         println!(
             "{algorithm}: the 3 signatures of a transaction cost {verify_us:.1} µs to verify ({})",
