@@ -177,30 +177,21 @@ impl Ledger {
         Ok(())
     }
 
-    /// Replaces the whole chain (installing a snapshot), in one batch with `extra` entries. The
-    /// blocks the chain already holds are kept; from the first that differs, the new ones are
-    /// appended to the files (what they replace stays there, no longer indexed).
-    pub(crate) fn replace(&self, blocks: &[(Vec<u8>, [u8; 32])], extra: sled::Batch) -> Result<()> {
+    /// Cuts the chain back to `height` blocks, the last with header hash `last_hash` (checked
+    /// by the caller), in one batch with `extra` entries. The cut blocks' bytes stay in the
+    /// files, no longer indexed; the next open cuts them off.
+    pub(crate) fn truncate(
+        &self,
+        height: u64,
+        last_hash: &[u8; 32],
+        extra: sled::Batch,
+    ) -> Result<()> {
         let mut batch = extra;
-        let old_height = self.height();
-        let mut same = 0;
-        while same < blocks.len() && (same as u64) < old_height {
-            if self.block(same as u64)?.as_deref() != Some(blocks[same].0.as_slice()) {
-                break;
-            }
-            same += 1;
-        }
-        // Blocks beyond the new chain must go too.
-        for n in blocks.len() as u64..old_height {
+        for n in height..self.height() {
             batch.remove(&block_key(n));
         }
-        self.stage(&mut batch, same as u64, &blocks[same..])?;
-        if blocks.len() as u64 != old_height || same < blocks.len() {
-            batch.insert(HEIGHT, &(blocks.len() as u64).to_be_bytes());
-            if let Some((_, hash)) = blocks.last() {
-                batch.insert(LAST_HASH, hash);
-            }
-        }
+        batch.insert(HEIGHT, &height.to_be_bytes());
+        batch.insert(LAST_HASH, last_hash);
         self.commit(batch)
     }
 }

@@ -138,6 +138,9 @@ pub async fn start(config: &Config) -> Result<Running> {
         election_timeout_max: config.raft.election_timeout_max_ms,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.raft.snapshot_every),
         max_in_snapshot_log_to_keep: config.raft.snapshot_every / 2,
+        // A snapshot is a summary of the chain, but the node installing it fetches the blocks
+        // it lacks before it answers: give that time.
+        install_snapshot_timeout: 120_000,
         // Entries are whole blocks: send no more per message than fits in one.
         max_payload_entries: (crate::consensus::transport::MAX_MESSAGE_BYTES as u64
             / (u64::from(channel.batch.absolute_max_bytes) + (64 << 10)))
@@ -149,12 +152,13 @@ pub async fn start(config: &Config) -> Result<Running> {
     let client_tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&roots))
         .identity(Identity::from_pem(&cert_pem, &key_pem));
+    let network = GrpcNetwork::new(&channel.channel_id, client_tls);
     let raft = Raft::new(
         id,
         Arc::new(raft_config),
-        GrpcNetwork::new(&channel.channel_id, client_tls),
+        network.clone(),
         LogStore::open(&db, &config.node.data_dir.join("raft-log"))?,
-        StateMachine::new(ledger.clone()),
+        StateMachine::with_source(ledger.clone(), id, Arc::new(network)),
     )
     .await
     .map_err(|e| Error::Storage(format!("starting Raft: {e}")))?;
@@ -182,7 +186,7 @@ pub async fn start(config: &Config) -> Result<Running> {
     let node = Arc::new(OrdererNode::new(
         id,
         raft.clone(),
-        ledger,
+        ledger.clone(),
         checker,
         batch,
         Arc::new(signer),
@@ -206,7 +210,8 @@ pub async fn start(config: &Config) -> Result<Running> {
         .iter()
         .map(|c| c.client_tls_cert.clone())
         .collect();
-    let raft_service = RaftTransportService::new(&channel.channel_id, raft, consenter_certs);
+    let raft_service =
+        RaftTransportService::new(&channel.channel_id, raft, ledger.clone(), consenter_certs);
     let server_tls = ServerTlsConfig::new()
         .identity(Identity::from_pem(&cert_pem, &key_pem))
         .client_ca_root(Certificate::from_pem(&roots))

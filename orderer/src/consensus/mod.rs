@@ -5,5 +5,5 @@
 pub mod store;
 pub mod transport;
 
-pub use store::{Applied, BlockProposal, LogStore, StateMachine, TypeConfig};
+pub use store::{Applied, BlockProposal, ChainSource, LogStore, StateMachine, TypeConfig};
 pub use transport::{GrpcNetwork, RaftTransportService};

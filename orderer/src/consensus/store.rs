@@ -9,8 +9,11 @@
 //! its proposer is told so. The last applied log id and the membership are written in the same
 //! batch as the blocks.
 //!
-//! A snapshot holds the whole chain, so a node that fell behind the purged log is brought back
-//! with every block (a block puller that fetches only the missing blocks would be lighter).
+//! A snapshot holds only a summary of the chain (its height, its last block's hash and the node
+//! that built it), so building one costs nothing however long the chain is. A node that installs
+//! a snapshot beyond its own chain fetches the blocks it lacks from the other consenters
+//! ([`ChainSource`]), checks that they continue its chain and end at the snapshot's hash, and
+//! appends them a bounded chunk at a time.
 
 // openraft's `StorageError` is large; it is the trait's error type, not ours to shrink.
 #![allow(clippy::result_large_err)]
@@ -32,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use mercato_blockfile::{BlockFiles, BlockLocation};
 
-use crate::ledger::{Ledger, read_u64};
+use crate::ledger::Ledger;
 
 openraft::declare_raft_types!(
     /// The ordering service's Raft types: entries carry whole blocks.
@@ -370,16 +373,98 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 const APPLIED: &[u8] = b"m/last_applied";
 const MEMBERSHIP: &[u8] = b"m/membership";
 
+/// Where a node installing a snapshot gets the blocks it lacks: the other consenters.
+#[tonic::async_trait]
+pub trait ChainSource: Send + Sync + 'static {
+    /// Blocks `from..to` of consenter `node` (reached at `addr`), in order from `from`: possibly
+    /// fewer than asked (a bounded chunk), none when it has none of them.
+    async fn blocks(
+        &self,
+        node: NodeId,
+        addr: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Vec<u8>>, String>;
+}
+
 /// The state machine: the chain of blocks, with the last applied log id and the membership.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StateMachine {
     ledger: Ledger,
+    /// This node's id and where it fetches blocks when a snapshot is ahead of its chain.
+    source: Option<(NodeId, std::sync::Arc<dyn ChainSource>)>,
+}
+
+impl std::fmt::Debug for StateMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateMachine")
+            .field("ledger", &self.ledger)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A snapshot's data: the chain at the snapshot, summarised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ChainSummary {
+    height: u64,
+    last_hash: [u8; 32],
+    /// The node that built the snapshot (it holds every block of it).
+    builder: NodeId,
+}
+
+const SUMMARY_MAGIC: &[u8] = b"mercato-chain-summary-v1";
+
+impl ChainSummary {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = SUMMARY_MAGIC.to_vec();
+        v.extend_from_slice(&self.height.to_be_bytes());
+        v.extend_from_slice(&self.last_hash);
+        v.extend_from_slice(&self.builder.to_be_bytes());
+        v
+    }
+
+    fn decode(data: &[u8]) -> StorageResult<Self> {
+        let bad = || io_read("a snapshot is not a chain summary of this version");
+        let rest = data.strip_prefix(SUMMARY_MAGIC).ok_or_else(bad)?;
+        if rest.len() != 48 {
+            return Err(bad());
+        }
+        let u64_at = |at: usize| {
+            rest[at..at + 8]
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| bad())
+        };
+        let mut last_hash = [0u8; 32];
+        last_hash.copy_from_slice(&rest[8..40]);
+        Ok(ChainSummary {
+            height: u64_at(0)?,
+            last_hash,
+            builder: u64_at(40)?,
+        })
+    }
 }
 
 impl StateMachine {
-    /// The state machine over `ledger`.
+    /// The state machine over `ledger`, with no way to fetch blocks: it can install only a
+    /// snapshot its chain already reaches.
     pub fn new(ledger: Ledger) -> Self {
-        StateMachine { ledger }
+        StateMachine {
+            ledger,
+            source: None,
+        }
+    }
+
+    /// The state machine of node `id`, fetching the blocks a snapshot is ahead by from `source`.
+    pub fn with_source(
+        ledger: Ledger,
+        id: NodeId,
+        source: std::sync::Arc<dyn ChainSource>,
+    ) -> Self {
+        StateMachine {
+            ledger,
+            source: Some((id, source)),
+        }
     }
 
     /// The chain.
@@ -490,11 +575,33 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta<NodeId, BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> StorageResult<()> {
-        let blocks = decode_chain(snapshot.get_ref())?;
+        let summary = ChainSummary::decode(snapshot.get_ref())?;
+        if summary.height == 0 {
+            return Err(io_read("a snapshot of an empty chain"));
+        }
+        if self.ledger.height() < summary.height {
+            self.fetch_up_to(meta, &summary).await?;
+        }
+        // The chain now reaches the snapshot: it must be the snapshot's chain.
+        let at = summary.height - 1;
+        let ours = self
+            .ledger
+            .block(at)
+            .map_err(io_read)?
+            .and_then(|b| Block::decode(b.as_slice()).ok())
+            .and_then(|b| b.header.as_ref().map(block_header_hash));
+        if ours != Some(summary.last_hash) {
+            return Err(io_write(format!(
+                "the snapshot's chain is not this node's: its block {at} is not ours"
+            )));
+        }
         let mut batch = sled::Batch::default();
         batch.insert(APPLIED, json(&meta.last_log_id)?);
         batch.insert(MEMBERSHIP, json(&meta.last_membership)?);
-        self.ledger.replace(&blocks, batch).map_err(io_write)
+        // Blocks beyond the snapshot (none in a healthy cluster) are applied again from the log.
+        self.ledger
+            .truncate(summary.height, &summary.last_hash, batch)
+            .map_err(io_write)
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
@@ -506,25 +613,111 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
+impl StateMachine {
+    /// Fetches and appends the blocks from this node's height up to the snapshot's, a chunk at a
+    /// time, from the snapshot's builder first and then the other members. Each chunk is
+    /// checked to continue the chain before it is appended; a crash in between leaves a longer
+    /// chain that is still a prefix of the snapshot's.
+    async fn fetch_up_to(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        summary: &ChainSummary,
+    ) -> StorageResult<()> {
+        let Some((me, source)) = self.source.clone() else {
+            return Err(io_read(format!(
+                "the snapshot's chain is {} blocks long, this node's {}, and it has no way to \
+                 fetch the rest",
+                summary.height,
+                self.ledger.height()
+            )));
+        };
+        let members: Vec<(NodeId, String)> = meta
+            .last_membership
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != me)
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect();
+        let mut sources: Vec<&(NodeId, String)> = members
+            .iter()
+            .filter(|(id, _)| *id == summary.builder)
+            .collect();
+        sources.extend(members.iter().filter(|(id, _)| *id != summary.builder));
+        let mut height = self.ledger.height();
+        let mut last_hash = self.ledger.last_hash().map_err(io_read)?;
+        while height < summary.height {
+            let mut failures = Vec::new();
+            let mut chunk = Vec::new();
+            for (id, addr) in &sources {
+                match source.blocks(*id, addr, height, summary.height).await {
+                    Ok(blocks) if !blocks.is_empty() => {
+                        chunk = blocks;
+                        break;
+                    }
+                    Ok(_) => failures.push(format!("node {id} has none of them")),
+                    Err(e) => failures.push(format!("node {id}: {e}")),
+                }
+            }
+            if chunk.is_empty() {
+                return Err(io_read(format!(
+                    "fetching blocks {height}..{} for a snapshot: {}",
+                    summary.height,
+                    failures.join("; ")
+                )));
+            }
+            let first = height;
+            let mut staged = Vec::with_capacity(chunk.len());
+            for bytes in chunk.into_iter().take((summary.height - height) as usize) {
+                let hash = continues(&bytes, height, &last_hash)
+                    .map_err(|e| io_read(format!("a fetched block: {e}")))?;
+                staged.push((bytes, hash));
+                last_hash = hash;
+                height += 1;
+            }
+            let mut batch = sled::Batch::default();
+            self.ledger
+                .stage(&mut batch, first, &staged)
+                .map_err(io_write)?;
+            self.ledger.commit(batch).map_err(io_write)?;
+        }
+        Ok(())
+    }
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
-        // One consistent view: sled snapshots are not exposed, so read the meta, then the blocks
-        // up to the height read with it (applies only append).
-        let (last_log_id, last_membership) = self.applied()?;
-        let height = read_u64(&self.ledger.tree, b"m/height")
-            .map_err(io_read)?
-            .unwrap_or(1);
-        let mut data = Vec::new();
-        data.extend_from_slice(&height.to_be_bytes());
-        for n in 0..height {
-            let block = self
-                .ledger
-                .block(n)
-                .map_err(io_read)?
-                .ok_or_else(|| io_read(format!("block {n} is missing")))?;
-            data.extend_from_slice(&(block.len() as u32).to_be_bytes());
-            data.extend_from_slice(&block);
+        // One consistent view of what was applied and the chain it made.
+        let read = self.ledger.tree.transaction(|t| {
+            Ok((
+                t.get(APPLIED)?,
+                t.get(MEMBERSHIP)?,
+                t.get(b"m/height")?,
+                t.get(b"m/last_hash")?,
+            ))
+        });
+        let (applied, membership, height, last_hash) =
+            read.map_err(|e: sled::transaction::TransactionError<()>| io_read(format!("{e:?}")))?;
+        let last_log_id: Option<LogId<NodeId>> = match applied {
+            Some(v) => from_json(&v)?,
+            None => None,
+        };
+        let last_membership = match membership {
+            Some(v) => from_json(&v)?,
+            None => StoredMembership::default(),
+        };
+        let height = height
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .ok_or_else(|| io_read("the chain has no height"))?;
+        let last_hash: [u8; 32] = last_hash
+            .and_then(|v| v.as_ref().try_into().ok())
+            .ok_or_else(|| io_read("the chain has no last hash"))?;
+        let builder = self.source.as_ref().map(|(id, _)| *id).unwrap_or_default();
+        let data = ChainSummary {
+            height,
+            last_hash,
+            builder,
         }
+        .encode();
         let snapshot_id = format!(
             "{}-{height}",
             last_log_id.map(|l| l.index).unwrap_or_default()
@@ -538,37 +731,4 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             snapshot: Box::new(Cursor::new(data)),
         })
     }
-}
-
-/// The blocks of a snapshot, checked to form a chain.
-fn decode_chain(data: &[u8]) -> StorageResult<Vec<(Vec<u8>, [u8; 32])>> {
-    let bad = |why: String| io_read(format!("snapshot: {why}"));
-    let mut at = 0usize;
-    let mut take = |n: usize| -> StorageResult<&[u8]> {
-        let s = data
-            .get(at..at + n)
-            .ok_or_else(|| bad("truncated".into()))?;
-        at += n;
-        Ok(s)
-    };
-    let count = u64::from_be_bytes(take(8)?.try_into().map_err(|_| bad("count".into()))?);
-    let mut blocks = Vec::new();
-    let mut last_hash = [0u8; 32];
-    for n in 0..count {
-        let len = u32::from_be_bytes(take(4)?.try_into().map_err(|_| bad("length".into()))?);
-        let bytes = take(len as usize)?.to_vec();
-        let hash = if n == 0 {
-            let block = Block::decode(bytes.as_slice()).map_err(|e| bad(e.to_string()))?;
-            block
-                .header
-                .as_ref()
-                .map(block_header_hash)
-                .ok_or_else(|| bad("block 0 has no header".into()))?
-        } else {
-            continues(&bytes, n, &last_hash).map_err(bad)?
-        };
-        last_hash = hash;
-        blocks.push((bytes, hash));
-    }
-    Ok(blocks)
 }

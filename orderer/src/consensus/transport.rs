@@ -31,12 +31,24 @@ use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Response, Status};
 
-use super::store::{TypeConfig, decode_entry, encode_entry};
+use super::store::{ChainSource, TypeConfig, decode_entry, encode_entry};
+use crate::ledger::Ledger;
 
 type NodeId = u64;
 
 /// The largest Raft message (a batch of blocks or a snapshot chunk).
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
+/// GetBlocks answers with at most this many blocks, and stops adding blocks once it holds this
+/// many bytes (it always holds at least one, and a block is at most a message's size).
+const GET_BLOCKS_MAX: u64 = 1000;
+const GET_BLOCKS_BYTES: usize = 64 << 20;
+
+#[derive(Serialize, Deserialize)]
+struct BlocksHead {
+    from: u64,
+    to: u64,
+}
 
 #[derive(Serialize, Deserialize)]
 struct AppendHead {
@@ -66,6 +78,8 @@ fn from_json<T: for<'a> Deserialize<'a>>(what: &str, bytes: &[u8]) -> Result<T, 
 pub struct RaftTransportService {
     channel_id: String,
     raft: Raft<TypeConfig>,
+    /// The chain, for consenters installing a snapshot (GetBlocks).
+    ledger: Ledger,
     /// DER client certificates of the consenters: the only callers accepted.
     consenters: BTreeSet<Vec<u8>>,
 }
@@ -79,11 +93,18 @@ impl std::fmt::Debug for RaftTransportService {
 }
 
 impl RaftTransportService {
-    /// Serves `raft` of `channel_id` to callers presenting one of `consenter_certs` (DER).
-    pub fn new(channel_id: &str, raft: Raft<TypeConfig>, consenter_certs: Vec<Vec<u8>>) -> Self {
+    /// Serves `raft` of `channel_id`, and the blocks of `ledger`, to callers presenting one of
+    /// `consenter_certs` (DER).
+    pub fn new(
+        channel_id: &str,
+        raft: Raft<TypeConfig>,
+        ledger: Ledger,
+        consenter_certs: Vec<Vec<u8>>,
+    ) -> Self {
         RaftTransportService {
             channel_id: channel_id.to_owned(),
             raft,
+            ledger,
             consenters: consenter_certs.into_iter().collect(),
         }
     }
@@ -168,6 +189,36 @@ impl RaftTransport for RaftTransportService {
             .await;
         reply(&result)
     }
+
+    async fn get_blocks(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        self.admit(&request)?;
+        let head: BlocksHead = from_json("GetBlocks", &request.get_ref().head)?;
+        let end = head
+            .to
+            .min(self.ledger.height())
+            .min(head.from.saturating_add(GET_BLOCKS_MAX));
+        let mut blocks = Vec::new();
+        let mut bytes = 0;
+        for n in head.from..end {
+            let block = self
+                .ledger
+                .block(n)
+                .map_err(|e| Status::internal(e.to_string()))?
+                .ok_or_else(|| Status::internal(format!("block {n} is missing")))?;
+            bytes += block.len();
+            blocks.push(block);
+            if bytes >= GET_BLOCKS_BYTES {
+                break;
+            }
+        }
+        Ok(Response::new(RaftMessage {
+            entries: blocks,
+            ..Default::default()
+        }))
+    }
 }
 
 /// The client end: reaches consenters over mutual TLS.
@@ -207,7 +258,17 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
     type Network = GrpcConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> GrpcConnection {
-        let client = Endpoint::from_shared(format!("https://{}", node.addr))
+        GrpcConnection {
+            target,
+            channel_id: self.channel_id.clone(),
+            client: self.client(target, &node.addr),
+        }
+    }
+}
+
+impl GrpcNetwork {
+    fn client(&self, target: NodeId, addr: &str) -> Result<RaftTransportClient<Channel>, String> {
+        Endpoint::from_shared(format!("https://{addr}"))
             .and_then(|e| e.tls_config(self.tls.clone()))
             .map(|e| {
                 let channel = e
@@ -218,12 +279,32 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES)
             })
-            .map_err(|e| format!("consenter {target} at {}: {e}", node.addr));
-        GrpcConnection {
-            target,
+            .map_err(|e| format!("consenter {target} at {addr}: {e}"))
+    }
+}
+
+#[tonic::async_trait]
+impl ChainSource for GrpcNetwork {
+    async fn blocks(
+        &self,
+        node: NodeId,
+        addr: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        let mut client = self.client(node, addr)?;
+        let head = serde_json::to_vec(&BlocksHead { from, to }).map_err(|e| e.to_string())?;
+        let mut request = Request::new(RaftMessage {
             channel_id: self.channel_id.clone(),
-            client,
-        }
+            head,
+            ..Default::default()
+        });
+        request.set_timeout(Duration::from_secs(60));
+        let answer = client
+            .get_blocks(request)
+            .await
+            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+        Ok(answer.into_inner().entries)
     }
 }
 

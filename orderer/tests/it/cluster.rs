@@ -14,7 +14,7 @@ use mercato_ca::testing::TestOrg;
 use mercato_ca::{KeyAlgorithm, MspManager, Role};
 use mercato_orderer::BatchConfig;
 use mercato_orderer::broadcast::BroadcastChecker;
-use mercato_orderer::consensus::{LogStore, StateMachine, TypeConfig};
+use mercato_orderer::consensus::{ChainSource, LogStore, StateMachine, TypeConfig};
 use mercato_orderer::ledger::Ledger;
 use mercato_orderer::node::OrdererNode;
 use mercato_proto::Signer;
@@ -32,9 +32,37 @@ use prost::Message;
 use crate::broadcast::{CHANNEL, net, tx_with_nonce};
 
 /// Delivers Raft messages between the nodes of this process; a node not in it is unreachable.
+/// It also serves the nodes' blocks to a node installing a snapshot.
 #[derive(Clone, Default)]
 pub(crate) struct Router {
     nodes: Arc<Mutex<BTreeMap<u64, Raft<TypeConfig>>>>,
+    ledgers: Arc<Mutex<BTreeMap<u64, Ledger>>>,
+}
+
+#[tonic::async_trait]
+impl ChainSource for Router {
+    async fn blocks(
+        &self,
+        node: u64,
+        _addr: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        if !self.nodes.lock().unwrap().contains_key(&node) {
+            return Err(format!("node {node} is down"));
+        }
+        let ledger = self.ledgers.lock().unwrap().get(&node).cloned();
+        let ledger = ledger.ok_or_else(|| format!("node {node} is unknown"))?;
+        // Small chunks, so that a catch-up takes several.
+        (from..to.min(ledger.height()).min(from + 3))
+            .map(|n| {
+                ledger
+                    .block(n)
+                    .map_err(|e| e.to_string())?
+                    .ok_or("missing".into())
+            })
+            .collect()
+    }
 }
 
 impl Router {
@@ -202,13 +230,14 @@ impl Cluster {
         let db = open_db(&self.dirs[&id]).await;
         let ledger = Ledger::open(&db, &self.dirs[&id].join("blocks"), &self.genesis).unwrap();
         let log = LogStore::open(&db, &self.dirs[&id].join("raft-log")).unwrap();
-        let sm = StateMachine::new(ledger.clone());
         let raft = match &self.transport {
             Transport::Local(router) => {
+                let sm = StateMachine::with_source(ledger.clone(), id, Arc::new(router.clone()));
                 let raft = Raft::new(id, raft_config(), router.clone(), log, sm)
                     .await
                     .unwrap();
                 router.nodes.lock().unwrap().insert(id, raft.clone());
+                router.ledgers.lock().unwrap().insert(id, ledger.clone());
                 raft
             }
             Transport::Tls(tls) => {
@@ -218,6 +247,7 @@ impl Cluster {
                     .ca_certificate(Certificate::from_pem(&tls.root_pem))
                     .identity(Identity::from_pem(cert, key));
                 let network = GrpcNetwork::new(CHANNEL, client_tls);
+                let sm = StateMachine::with_source(ledger.clone(), id, Arc::new(network.clone()));
                 Raft::new(id, raft_config(), network, log, sm)
                     .await
                     .unwrap()
@@ -240,7 +270,7 @@ impl Cluster {
         let node = Arc::new(OrdererNode::new(
             id,
             raft.clone(),
-            ledger,
+            ledger.clone(),
             checker,
             batch,
             signer,
@@ -248,8 +278,12 @@ impl Cluster {
         if let Transport::Tls(tls) = &mut self.transport {
             let (cert, key, _, addr) = tls.nodes[&id].clone();
             let consenters = tls.nodes.values().map(|n| n.2.clone()).collect();
-            let raft_service =
-                RaftTransportServer::new(RaftTransportService::new(CHANNEL, raft, consenters));
+            let raft_service = RaftTransportServer::new(RaftTransportService::new(
+                CHANNEL,
+                raft,
+                ledger.clone(),
+                consenters,
+            ));
             let read = ReadPolicy {
                 channel_id: CHANNEL.into(),
                 msps,
@@ -301,6 +335,7 @@ impl Cluster {
         match &mut self.transport {
             Transport::Local(router) => {
                 router.nodes.lock().unwrap().remove(&id);
+                router.ledgers.lock().unwrap().remove(&id);
             }
             Transport::Tls(tls) => {
                 if let Some(stop) = tls.stops.remove(&id) {
@@ -642,8 +677,19 @@ async fn clients_broadcast_to_any_node_and_deliver_blocks_over_tls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_behind_the_purged_log_is_brought_back_by_a_snapshot() {
+    brought_back_by_a_snapshot(Transport::Local(Router::default())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_behind_the_purged_log_fetches_the_blocks_it_lacks_over_tls() {
+    brought_back_by_a_snapshot(Transport::Tls(tls(&[1, 2, 3]))).await;
+}
+
+/// A node stopped while the others order on past a snapshot and purge their logs: restarted, it
+/// installs the snapshot (a summary of the chain) and fetches the blocks it lacks.
+async fn brought_back_by_a_snapshot(transport: Transport) {
     let n = net();
-    let (mut cluster, leader) = started(Transport::Local(Router::default())).await;
+    let (mut cluster, leader) = started(transport).await;
     let client = cluster
         .org
         .member("alice", Role::Client, KeyAlgorithm::Ed25519);

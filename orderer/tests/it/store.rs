@@ -1,13 +1,20 @@
 //! The Raft storage: openraft's own storage suite, and the state machine's rules for blocks.
 
-use mercato_orderer::consensus::{Applied, BlockProposal, LogStore, StateMachine, TypeConfig};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use mercato_orderer::consensus::{
+    Applied, BlockProposal, ChainSource, LogStore, StateMachine, TypeConfig,
+};
 use mercato_orderer::ledger::Ledger;
 use mercato_proto::block::new_block;
 use mercato_proto::hash::block_header_hash;
 use mercato_proto::pb::common::Block;
 use openraft::storage::RaftStateMachine;
 use openraft::testing::{StoreBuilder, Suite};
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, StorageError};
+use openraft::{
+    BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership, StorageError,
+};
 use prost::Message;
 
 fn genesis() -> Block {
@@ -146,47 +153,117 @@ async fn apply_chain(sm: &mut StateMachine, blocks: &[Block]) {
     );
 }
 
+/// Serves a ledger's blocks two at a time, as another consenter would.
+struct Serves(Ledger);
+
+#[tonic::async_trait]
+impl ChainSource for Serves {
+    async fn blocks(&self, node: u64, _: &str, from: u64, to: u64) -> Result<Vec<Vec<u8>>, String> {
+        assert_eq!(node, 2, "blocks are asked of the snapshot's builder first");
+        (from..to.min(self.0.height()).min(from + 2))
+            .map(|n| Ok(self.0.block(n).unwrap().unwrap()))
+            .collect()
+    }
+}
+
+/// A state machine of node 2 holding `blocks` after the genesis block, in a cluster of nodes
+/// 1 and 2.
+async fn builder(dir: &std::path::Path, blocks: &[Block]) -> StateMachine {
+    let (_, sm) = open(dir);
+    let mut sm = StateMachine::with_source(
+        sm.ledger().clone(),
+        2,
+        Arc::new(Serves(sm.ledger().clone())),
+    );
+    let nodes: BTreeMap<u64, BasicNode> =
+        [(1, BasicNode::new("a")), (2, BasicNode::new("b"))].into();
+    let membership = Membership::new(vec![nodes.keys().copied().collect::<BTreeSet<_>>()], nodes);
+    sm.apply([Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 2), 1),
+        payload: EntryPayload::Membership(membership),
+    }])
+    .await
+    .unwrap();
+    let entries: Vec<_> = blocks
+        .iter()
+        .enumerate()
+        .map(|(i, b)| entry(i as u64 + 2, b))
+        .collect();
+    let results = sm.apply(entries).await.unwrap();
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Applied::Appended { .. }))
+    );
+    sm
+}
+
 #[tokio::test]
-async fn an_installed_snapshot_replaces_a_diverging_chain_and_survives_a_restart() {
+async fn a_snapshot_ahead_of_the_chain_is_installed_with_fetched_blocks_and_survives_a_restart() {
     use openraft::storage::RaftSnapshotBuilder;
-    let ours = tempfile::tempdir().unwrap();
-    let theirs = tempfile::tempdir().unwrap();
-    let (_, mut sm) = open(ours.path());
-    apply_chain(&mut sm, &chain(3, 1)).await;
-    // The other chain shares no block after the genesis block, and is shorter.
-    let (_, mut other) = open(theirs.path());
-    let replacement = chain(1, 2);
-    apply_chain(&mut other, &replacement).await;
+    let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let blocks = chain(5, 1);
+    let mut other = builder(theirs.path(), &blocks).await;
     let snapshot = other.build_snapshot().await.unwrap();
+    // The snapshot is a summary, whatever the chain's length.
+    assert!(snapshot.snapshot.get_ref().len() < 100);
+    let source = Arc::new(Serves(other.ledger().clone()));
+    let mut sm = StateMachine::with_source(open(ours.path()).1.ledger().clone(), 1, source);
+    apply_chain(&mut sm, &blocks[..1]).await;
     sm.install_snapshot(&snapshot.meta, snapshot.snapshot)
         .await
         .unwrap();
-    assert_eq!(sm.ledger().height(), 2);
-    assert_eq!(
-        sm.ledger().block(1).unwrap().unwrap(),
-        replacement[0].encode_to_vec()
-    );
-    assert_eq!(sm.ledger().block(2).unwrap(), None);
+    assert_eq!(sm.ledger().height(), 6);
     drop(sm);
-    // Reopened: the replacement is the chain, and it goes on from its last block.
+    // Reopened: the fetched blocks are the chain, and what was applied is the snapshot's.
     let (_, mut sm) = open(ours.path());
-    assert_eq!(sm.ledger().height(), 2);
-    assert_eq!(
-        sm.ledger().block(0).unwrap().unwrap(),
-        genesis().encode_to_vec()
-    );
-    assert_eq!(
-        sm.ledger().block(1).unwrap().unwrap(),
-        replacement[0].encode_to_vec()
-    );
-    let next = new_block(
-        2,
-        block_header_hash(replacement[0].header.as_ref().unwrap()).to_vec(),
-        vec![vec![3]],
-    );
-    let results = sm.apply([entry(9, &next)]).await.unwrap();
-    assert_eq!(results[0], Applied::Appended { number: 2 });
-    assert_eq!(sm.ledger().block(2).unwrap().unwrap(), next.encode_to_vec());
+    assert_eq!(sm.ledger().height(), 6);
+    for (n, b) in blocks.iter().enumerate() {
+        assert_eq!(
+            sm.ledger().block(n as u64 + 1).unwrap().unwrap(),
+            b.encode_to_vec()
+        );
+    }
+    let (applied, membership) = sm.applied_state().await.unwrap();
+    assert_eq!(applied.map(|l| l.index), Some(6));
+    assert_eq!(membership.membership().nodes().count(), 2);
+}
+
+#[tokio::test]
+async fn a_snapshot_of_another_chain_or_without_a_source_is_refused() {
+    use openraft::storage::RaftSnapshotBuilder;
+    let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut other = builder(theirs.path(), &chain(3, 2)).await;
+    let snapshot = other.build_snapshot().await.unwrap();
+    // Our chain is as long, but another one.
+    let (_, mut sm) = open(ours.path());
+    apply_chain(&mut sm, &chain(3, 1)).await;
+    let e = sm
+        .install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not this node's"), "{e}");
+    // Behind it, fetching blocks that do not continue our chain.
+    let ours = tempfile::tempdir().unwrap();
+    let source = Arc::new(Serves(other.ledger().clone()));
+    let mut sm = StateMachine::with_source(open(ours.path()).1.ledger().clone(), 1, source);
+    apply_chain(&mut sm, &chain(1, 1)).await;
+    let e = sm
+        .install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("a fetched block"), "{e}");
+    // Behind it, with nowhere to fetch from.
+    let bare = tempfile::tempdir().unwrap();
+    let (_, mut sm) = open(bare.path());
+    let e = sm
+        .install_snapshot(&snapshot.meta, snapshot.snapshot)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no way to fetch"), "{e}");
 }
 
 #[test]
