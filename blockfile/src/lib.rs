@@ -3,8 +3,9 @@
 //! what a block changes) says where each block is.
 //!
 //! A block is appended and synced to its file *before* the batch that indexes it commits. A crash
-//! in between leaves bytes after the last indexed block; [`BlockFiles::open`] cuts them off, so the
-//! files never hold a block the index does not know.
+//! in between leaves bytes after the last indexed block; [`BlockFiles::open`] cuts them off, so
+//! the index never points at a block that is not fully in its file. (Blocks an index drops, such
+//! as a truncated Raft log's, stay behind as dead bytes until their segment is removed.)
 //!
 //! Blocks are kept out of sled because sled rewrites a whole tree node when it consolidates one:
 //! a node holding a few blocks of hundreds of kilobytes is copied again and again as the chain
@@ -88,8 +89,11 @@ impl BlockLocation {
         })
     }
 
-    fn end(&self) -> u64 {
-        self.offset + self.len as u64
+    /// Where the block ends; a location whose end overflows is corrupt.
+    fn end(&self) -> Result<u64> {
+        self.offset
+            .checked_add(self.len as u64)
+            .ok_or_else(|| Error::Corrupt(format!("block location {self:?} ends past u64")))
     }
 }
 
@@ -97,6 +101,9 @@ struct Appender {
     file_no: u32,
     file: File,
     size: u64,
+    /// Set when a failed write could not be undone: the file's length is then unknown, and no
+    /// more appends are taken.
+    broken: Option<String>,
 }
 
 /// The block files of one ledger.
@@ -116,6 +123,28 @@ impl std::fmt::Debug for BlockFiles {
 
 fn segment_path(dir: &Path, file: u32) -> PathBuf {
     dir.join(format!("blockfile_{file:06}"))
+}
+
+/// Opens (creating it if need be) a segment file for appending; a new file's directory entry is
+/// synced too, so that the file is still there after a power loss.
+fn create_segment(dir: &Path, path: &Path) -> Result<File> {
+    let existed = path.exists();
+    let file = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| io(path, e))?;
+    if !existed {
+        sync_dir(dir)?;
+    }
+    Ok(file)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(dir, e))
 }
 
 /// The segment files under `dir`, by number (other files are not ours and are left alone).
@@ -144,8 +173,16 @@ impl BlockFiles {
     /// Opens the block files under `dir`, cutting off whatever lies after `last` (the location of
     /// the last committed block; `None` for an empty ledger).
     pub fn open(dir: &Path, last: Option<BlockLocation>) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        let (file_no, end) = last.map(|l| (l.file, l.end())).unwrap_or((0, 0));
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+        }
+        let (file_no, end) = match last {
+            Some(l) => (l.file, l.end()?),
+            None => (0, 0),
+        };
         // Segments after the last indexed one hold only uncommitted blocks.
         for (n, p) in segments(dir)? {
             if n > file_no {
@@ -153,12 +190,7 @@ impl BlockFiles {
             }
         }
         let path = segment_path(dir, file_no);
-        let file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| io(&path, e))?;
+        let file = create_segment(dir, &path)?;
         let size = file.metadata().map_err(|e| io(&path, e))?.len();
         if size < end {
             return Err(Error::Corrupt(format!(
@@ -177,6 +209,7 @@ impl BlockFiles {
                 file_no,
                 file,
                 size: end,
+                broken: None,
             }),
             readers: Mutex::new(BTreeMap::new()),
         })
@@ -194,24 +227,36 @@ impl BlockFiles {
                 ))
             })?;
         let mut a = self.appender.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(why) = &a.broken {
+            return Err(Error::Storage(format!(
+                "the block files take no more appends after a failed write: {why}"
+            )));
+        }
         if a.size > 0 && a.size + len as u64 > SEGMENT_BYTES {
             let next = a.file_no + 1;
             let path = segment_path(&self.dir, next);
-            let file = OpenOptions::new()
-                .create(true)
-                .read(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| io(&path, e))?;
+            let file = create_segment(&self.dir, &path)?;
             *a = Appender {
                 file_no: next,
                 file,
                 size: 0,
+                broken: None,
             };
         }
         let path = segment_path(&self.dir, a.file_no);
-        a.file.write_all(block).map_err(|e| io(&path, e))?;
-        a.file.sync_data().map_err(|e| io(&path, e))?;
+        let written = a
+            .file
+            .write_all(block)
+            .and_then(|()| a.file.sync_data())
+            .map_err(|e| io(&path, e));
+        if let Err(e) = written {
+            // Undo what part of the block reached the file, so the next append lands where
+            // its location will say; if that fails too, stop taking appends.
+            if let Err(undo) = a.file.set_len(a.size) {
+                a.broken = Some(format!("{e}; then cutting it off: {undo}"));
+            }
+            return Err(e);
+        }
         let location = BlockLocation {
             file: a.file_no,
             offset: a.size,
@@ -263,10 +308,16 @@ impl BlockFiles {
         };
         let mut buf = vec![0u8; location.len as usize];
         file.read_exact_at(&mut buf, location.offset).map_err(|e| {
-            Error::Corrupt(format!(
+            let what = format!(
                 "block at file {} offset {}: {e}",
                 location.file, location.offset
-            ))
+            );
+            // A file shorter than the index says is corruption; any other failure is the disk's.
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::Corrupt(what)
+            } else {
+                Error::Storage(what)
+            }
         })?;
         Ok(buf)
     }

@@ -1,9 +1,9 @@
 //! The orderer's chain of blocks: the blocks themselves in append-only block files
 //! ([`mercato_blockfile`]), and in one sled tree where each block is, the height, the last hash,
 //! and what Raft's state machine records beside them (the last applied log id and the cluster
-//! membership). One atomic batch of that tree holds a whole apply, and a block reaches its file
-//! before the batch that indexes it: after a crash the chain is never ahead of or behind what
-//! Raft believes it applied.
+//! membership). One atomic batch of that tree holds a whole apply (or a whole snapshot install),
+//! and a block reaches its file before the batch that indexes it: after a crash the chain is
+//! never ahead of or behind what Raft believes it applied.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -78,8 +78,9 @@ impl Ledger {
             && tree.get(FORMAT).map_err(storage)?.as_deref() != Some(FORMAT_BLOCK_FILES)
         {
             return Err(Error::Storage(
-                "this ledger keeps its blocks inside sled (written by an older Mercato orderer); \
-                 move its data directory away and let the node catch up from the cluster"
+                "this ledger keeps its blocks inside sled (written by an older Mercato orderer): \
+                 this version cannot join its cluster (its snapshots and block fetching differ); \
+                 start the ordering service anew, every node with this version"
                     .into(),
             ));
         }
@@ -177,18 +178,38 @@ impl Ledger {
         Ok(())
     }
 
-    /// Cuts the chain back to `height` blocks, the last with header hash `last_hash` (checked
-    /// by the caller), in one batch with `extra` entries. The cut blocks' bytes stay in the
-    /// files, no longer indexed; the next open cuts them off.
-    pub(crate) fn truncate(
+    /// Appends a block to the files without indexing it: it is part of the chain only once
+    /// [`Ledger::settle`] indexes it (a crash before leaves bytes the next open cuts off).
+    pub(crate) fn append_unindexed(&self, bytes: &[u8]) -> Result<BlockLocation> {
+        self.blocks.append(bytes).map_err(files)
+    }
+
+    /// Makes the chain `height` blocks long, the last with header hash `last_hash`, in one batch
+    /// with `extra` entries: blocks `first..` are the `appended` ones (see
+    /// [`Ledger::append_unindexed`]), and any block beyond `height` is dropped from the index
+    /// (its bytes stay in the files, dead). The caller has checked that the blocks chain.
+    pub(crate) fn settle(
         &self,
+        extra: sled::Batch,
+        first: u64,
+        appended: &[(BlockLocation, [u8; 32])],
         height: u64,
         last_hash: &[u8; 32],
-        extra: sled::Batch,
     ) -> Result<()> {
+        if height == 0 || first + appended.len() as u64 != height || first > self.height() {
+            return Err(Error::Storage(format!(
+                "settling a chain of {height} blocks from block {first} with {} appended, over \
+                 one of {}",
+                appended.len(),
+                self.height()
+            )));
+        }
         let mut batch = extra;
         for n in height..self.height() {
             batch.remove(&block_key(n));
+        }
+        for (i, (at, _)) in appended.iter().enumerate() {
+            batch.insert(&block_key(first + i as u64), &at.encode()[..]);
         }
         batch.insert(HEIGHT, &height.to_be_bytes());
         batch.insert(LAST_HASH, last_hash);

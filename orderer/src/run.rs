@@ -138,8 +138,8 @@ pub async fn start(config: &Config) -> Result<Running> {
         election_timeout_max: config.raft.election_timeout_max_ms,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.raft.snapshot_every),
         max_in_snapshot_log_to_keep: config.raft.snapshot_every / 2,
-        // A snapshot is a summary of the chain, but the node installing it fetches the blocks
-        // it lacks before it answers: give that time.
+        // A snapshot is a summary of the chain, but the node installing it may fetch the blocks
+        // it lacks before it answers; a leader that stops waiting sends it again, harmlessly.
         install_snapshot_timeout: 120_000,
         // Entries are whole blocks: send no more per message than fits in one.
         max_payload_entries: (crate::consensus::transport::MAX_MESSAGE_BYTES as u64

@@ -11,9 +11,12 @@
 //!
 //! A snapshot holds only a summary of the chain (its height, its last block's hash and the node
 //! that built it), so building one costs nothing however long the chain is. A node that installs
-//! a snapshot beyond its own chain fetches the blocks it lacks from the other consenters
-//! ([`ChainSource`]), checks that they continue its chain and end at the snapshot's hash, and
-//! appends them a bounded chunk at a time.
+//! a snapshot beyond its own chain first records the install as pending, then fetches the blocks
+//! it lacks from the other consenters ([`ChainSource`]), each checked to continue the chain,
+//! into its block files without indexing them; only when the last one has the snapshot's hash
+//! are they indexed, with the applied log id and the membership, in one batch. A crash on the
+//! way leaves unindexed bytes (cut off on open) and the pending record, and the install is
+//! finished before the state machine answers what it applied.
 
 // openraft's `StorageError` is large; it is the trait's error type, not ours to shrink.
 #![allow(clippy::result_large_err)]
@@ -372,6 +375,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
 const APPLIED: &[u8] = b"m/last_applied";
 const MEMBERSHIP: &[u8] = b"m/membership";
+/// A snapshot install begun and not yet finished.
+const PENDING: &[u8] = b"m/pending_install";
+
+/// How long an install keeps trying the consenters for blocks before it gives up, by default.
+const FETCH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// What a pending install must still do.
+#[derive(Serialize, Deserialize)]
+struct PendingInstall {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    height: u64,
+    last_hash: [u8; 32],
+    builder: NodeId,
+}
 
 /// Where a node installing a snapshot gets the blocks it lacks: the other consenters.
 #[tonic::async_trait]
@@ -393,6 +410,8 @@ pub struct StateMachine {
     ledger: Ledger,
     /// This node's id and where it fetches blocks when a snapshot is ahead of its chain.
     source: Option<(NodeId, std::sync::Arc<dyn ChainSource>)>,
+    /// How long an install keeps asking the consenters for blocks.
+    patience: std::time::Duration,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -452,6 +471,7 @@ impl StateMachine {
         StateMachine {
             ledger,
             source: None,
+            patience: FETCH_PATIENCE,
         }
     }
 
@@ -464,7 +484,15 @@ impl StateMachine {
         StateMachine {
             ledger,
             source: Some((id, source)),
+            patience: FETCH_PATIENCE,
         }
+    }
+
+    /// How long an install keeps asking the consenters for blocks before it fails (10 minutes
+    /// unless set).
+    pub fn with_fetch_patience(mut self, patience: std::time::Duration) -> Self {
+        self.patience = patience;
+        self
     }
 
     /// The chain.
@@ -511,6 +539,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = Self;
 
     async fn applied_state(&mut self) -> StorageResult<AppliedState> {
+        // An install interrupted by a crash is finished first: openraft may already have purged
+        // the log up to it.
+        if let Some(v) = self.ledger.tree.get(PENDING).map_err(io_read)? {
+            let pending: PendingInstall = from_json(&v)?;
+            tracing::info!(
+                height = pending.height,
+                "finishing an interrupted snapshot install"
+            );
+            self.finish_install(&pending).await?;
+        }
         self.applied()
     }
 
@@ -579,29 +617,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if summary.height == 0 {
             return Err(io_read("a snapshot of an empty chain"));
         }
-        if self.ledger.height() < summary.height {
-            self.fetch_up_to(meta, &summary).await?;
-        }
-        // The chain now reaches the snapshot: it must be the snapshot's chain.
-        let at = summary.height - 1;
-        let ours = self
-            .ledger
-            .block(at)
-            .map_err(io_read)?
-            .and_then(|b| Block::decode(b.as_slice()).ok())
-            .and_then(|b| b.header.as_ref().map(block_header_hash));
-        if ours != Some(summary.last_hash) {
-            return Err(io_write(format!(
-                "the snapshot's chain is not this node's: its block {at} is not ours"
-            )));
-        }
-        let mut batch = sled::Batch::default();
-        batch.insert(APPLIED, json(&meta.last_log_id)?);
-        batch.insert(MEMBERSHIP, json(&meta.last_membership)?);
-        // Blocks beyond the snapshot (none in a healthy cluster) are applied again from the log.
+        let pending = PendingInstall {
+            meta: meta.clone(),
+            height: summary.height,
+            last_hash: summary.last_hash,
+            builder: summary.builder,
+        };
         self.ledger
-            .truncate(summary.height, &summary.last_hash, batch)
-            .map_err(io_write)
+            .tree
+            .insert(PENDING, json(&pending)?)
+            .map_err(io_write)?;
+        self.ledger.db.flush().map_err(io_write)?;
+        self.finish_install(&pending).await
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
@@ -614,73 +641,132 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 }
 
 impl StateMachine {
-    /// Fetches and appends the blocks from this node's height up to the snapshot's, a chunk at a
-    /// time, from the snapshot's builder first and then the other members. Each chunk is
-    /// checked to continue the chain before it is appended; a crash in between leaves a longer
-    /// chain that is still a prefix of the snapshot's.
+    /// Brings the chain to the pending install's, then records what was applied, in one batch
+    /// that also clears the pending record.
+    async fn finish_install(&mut self, p: &PendingInstall) -> StorageResult<()> {
+        let height = self.ledger.height();
+        let (first, appended) = if height < p.height {
+            (height, self.fetch_up_to(p).await?)
+        } else {
+            // The chain reaches the snapshot: it must be the snapshot's chain.
+            let at = p.height - 1;
+            let ours = match self.ledger.block(at).map_err(io_read)? {
+                Some(b) => Block::decode(b.as_slice())
+                    .map_err(|e| io_read(format!("stored block {at} does not decode: {e}")))?
+                    .header
+                    .as_ref()
+                    .map(block_header_hash),
+                None => None,
+            };
+            if ours != Some(p.last_hash) {
+                return Err(io_write(format!(
+                    "the snapshot's chain is not this node's: its block {at} is not ours"
+                )));
+            }
+            (p.height, Vec::new())
+        };
+        let mut batch = sled::Batch::default();
+        batch.insert(APPLIED, json(&p.meta.last_log_id)?);
+        batch.insert(MEMBERSHIP, json(&p.meta.last_membership)?);
+        batch.remove(PENDING);
+        // Blocks beyond the snapshot (none in a healthy cluster) are applied again from the log.
+        self.ledger
+            .settle(batch, first, &appended, p.height, &p.last_hash)
+            .map_err(io_write)
+    }
+
+    /// Fetches the blocks from this node's height up to the snapshot's, from the snapshot's
+    /// builder first and then the other members, into the block files without indexing them.
+    /// Each block must continue the chain; an answer that does not is dropped from its first
+    /// bad block and the next member asked; when none answers, the fetch waits and goes round
+    /// again, for up to its patience ([`StateMachine::with_fetch_patience`]). The last block must have the snapshot's hash.
     async fn fetch_up_to(
-        &mut self,
-        meta: &SnapshotMeta<NodeId, BasicNode>,
-        summary: &ChainSummary,
-    ) -> StorageResult<()> {
+        &self,
+        p: &PendingInstall,
+    ) -> StorageResult<Vec<(BlockLocation, [u8; 32])>> {
         let Some((me, source)) = self.source.clone() else {
             return Err(io_read(format!(
                 "the snapshot's chain is {} blocks long, this node's {}, and it has no way to \
                  fetch the rest",
-                summary.height,
+                p.height,
                 self.ledger.height()
             )));
         };
-        let members: Vec<(NodeId, String)> = meta
+        let members: Vec<(NodeId, String)> = p
+            .meta
             .last_membership
             .membership()
             .nodes()
             .filter(|(id, _)| **id != me)
             .map(|(id, node)| (*id, node.addr.clone()))
             .collect();
-        let mut sources: Vec<&(NodeId, String)> = members
-            .iter()
-            .filter(|(id, _)| *id == summary.builder)
-            .collect();
-        sources.extend(members.iter().filter(|(id, _)| *id != summary.builder));
+        let mut sources: Vec<&(NodeId, String)> =
+            members.iter().filter(|(id, _)| *id == p.builder).collect();
+        sources.extend(members.iter().filter(|(id, _)| *id != p.builder));
+        let deadline = tokio::time::Instant::now() + self.patience;
+        let mut pause = std::time::Duration::from_millis(100);
         let mut height = self.ledger.height();
         let mut last_hash = self.ledger.last_hash().map_err(io_read)?;
-        while height < summary.height {
+        let mut appended = Vec::new();
+        while height < p.height {
             let mut failures = Vec::new();
-            let mut chunk = Vec::new();
+            let mut progressed = false;
             for (id, addr) in &sources {
-                match source.blocks(*id, addr, height, summary.height).await {
-                    Ok(blocks) if !blocks.is_empty() => {
-                        chunk = blocks;
-                        break;
+                let blocks = match source.blocks(*id, addr, height, p.height).await {
+                    Ok(blocks) if blocks.is_empty() => {
+                        failures.push(format!("node {id} has none of them"));
+                        continue;
                     }
-                    Ok(_) => failures.push(format!("node {id} has none of them")),
-                    Err(e) => failures.push(format!("node {id}: {e}")),
+                    Ok(blocks) if blocks.len() as u64 > p.height - height => {
+                        failures.push(format!("node {id} answered more blocks than asked"));
+                        continue;
+                    }
+                    Ok(blocks) => blocks,
+                    Err(e) => {
+                        failures.push(format!("node {id}: {e}"));
+                        continue;
+                    }
+                };
+                for bytes in blocks {
+                    match continues(&bytes, height, &last_hash) {
+                        Ok(hash) => {
+                            let at = self.ledger.append_unindexed(&bytes).map_err(io_write)?;
+                            appended.push((at, hash));
+                            last_hash = hash;
+                            height += 1;
+                            progressed = true;
+                        }
+                        Err(e) => {
+                            failures.push(format!("node {id}, block {height}: {e}"));
+                            break;
+                        }
+                    }
+                }
+                if progressed {
+                    break;
                 }
             }
-            if chunk.is_empty() {
-                return Err(io_read(format!(
-                    "fetching blocks {height}..{} for a snapshot: {}",
-                    summary.height,
-                    failures.join("; ")
-                )));
+            if !progressed {
+                let why = failures.join("; ");
+                if tokio::time::Instant::now() + pause > deadline {
+                    return Err(io_read(format!(
+                        "fetching blocks {height}..{} for a snapshot: {why}",
+                        p.height
+                    )));
+                }
+                tracing::warn!(%why, from = height, to = p.height, "no consenter gave the blocks a snapshot needs; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
             }
-            let first = height;
-            let mut staged = Vec::with_capacity(chunk.len());
-            for bytes in chunk.into_iter().take((summary.height - height) as usize) {
-                let hash = continues(&bytes, height, &last_hash)
-                    .map_err(|e| io_read(format!("a fetched block: {e}")))?;
-                staged.push((bytes, hash));
-                last_hash = hash;
-                height += 1;
-            }
-            let mut batch = sled::Batch::default();
-            self.ledger
-                .stage(&mut batch, first, &staged)
-                .map_err(io_write)?;
-            self.ledger.commit(batch).map_err(io_write)?;
         }
-        Ok(())
+        if last_hash != p.last_hash {
+            return Err(io_read(format!(
+                "the fetched blocks end at block {} with another hash than the snapshot's: the \
+                 consenters' chains differ",
+                p.height - 1
+            )));
+        }
+        Ok(appended)
     }
 }
 

@@ -40,7 +40,8 @@ type NodeId = u64;
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
 /// GetBlocks answers with at most this many blocks, and stops adding blocks once it holds this
-/// many bytes (it always holds at least one, and a block is at most a message's size).
+/// many bytes (so an answer holds at least one block when the node has any of those asked, and
+/// a block is at most a message's size).
 const GET_BLOCKS_MAX: u64 = 1000;
 const GET_BLOCKS_BYTES: usize = 64 << 20;
 

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use mercato_orderer::consensus::{
     Applied, BlockProposal, ChainSource, LogStore, StateMachine, TypeConfig,
@@ -244,17 +245,22 @@ async fn a_snapshot_of_another_chain_or_without_a_source_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("not this node's"), "{e}");
-    // Behind it, fetching blocks that do not continue our chain.
+    // Behind it, fetching blocks that do not continue our chain: they are never indexed.
     let ours = tempfile::tempdir().unwrap();
     let source = Arc::new(Serves(other.ledger().clone()));
-    let mut sm = StateMachine::with_source(open(ours.path()).1.ledger().clone(), 1, source);
+    let mut sm = StateMachine::with_source(open(ours.path()).1.ledger().clone(), 1, source)
+        .with_fetch_patience(Duration::from_millis(300));
     apply_chain(&mut sm, &chain(1, 1)).await;
     let e = sm
         .install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
         .await
         .unwrap_err()
         .to_string();
-    assert!(e.contains("a fetched block"), "{e}");
+    assert!(
+        e.contains("fetching blocks 2..4") && e.contains("node 2, block 2"),
+        "{e}"
+    );
+    assert_eq!(sm.ledger().height(), 2);
     // Behind it, with nowhere to fetch from.
     let bare = tempfile::tempdir().unwrap();
     let (_, mut sm) = open(bare.path());
@@ -264,6 +270,66 @@ async fn a_snapshot_of_another_chain_or_without_a_source_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("no way to fetch"), "{e}");
+}
+
+/// Serves a ledger's blocks before `fails_from`, and fails from there on.
+struct FailsFrom(Ledger, u64);
+
+#[tonic::async_trait]
+impl ChainSource for FailsFrom {
+    async fn blocks(&self, _: u64, _: &str, from: u64, to: u64) -> Result<Vec<Vec<u8>>, String> {
+        if from >= self.1 {
+            return Err("unreachable".into());
+        }
+        (from..to.min(self.1))
+            .map(|n| Ok(self.0.block(n).unwrap().unwrap()))
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn an_install_cut_short_is_finished_when_the_node_comes_back() {
+    use openraft::storage::RaftSnapshotBuilder;
+    let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let blocks = chain(6, 1);
+    let mut other = builder(theirs.path(), &blocks).await;
+    let snapshot = other.build_snapshot().await.unwrap();
+    {
+        // Blocks 1-3 come, then every consenter fails: the install gives up, having indexed
+        // nothing (blocks 1-3 lie unindexed in the files).
+        let source = Arc::new(FailsFrom(other.ledger().clone(), 4));
+        let mut sm = StateMachine::with_source(open(ours.path()).1.ledger().clone(), 1, source)
+            .with_fetch_patience(Duration::from_millis(300));
+        let e = sm
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("fetching blocks 4..7") && e.contains("unreachable"),
+            "{e}"
+        );
+        assert_eq!(sm.ledger().height(), 1);
+        // Asked what it applied, it tries to finish first, and still cannot.
+        assert!(sm.applied_state().await.is_err());
+    }
+    // Back, with the consenters reachable: before it says what it applied, it finishes.
+    let source = Arc::new(Serves(other.ledger().clone()));
+    let mut sm = StateMachine::with_source(open(ours.path()).1.ledger().clone(), 1, source);
+    let (applied, _) = sm.applied_state().await.unwrap();
+    assert_eq!(applied, snapshot.meta.last_log_id);
+    assert_eq!(sm.ledger().height(), 7);
+    for (n, b) in blocks.iter().enumerate() {
+        assert_eq!(
+            sm.ledger().block(n as u64 + 1).unwrap().unwrap(),
+            b.encode_to_vec()
+        );
+    }
+    // And it is done: a second look finds nothing pending.
+    assert_eq!(
+        sm.applied_state().await.unwrap().0,
+        snapshot.meta.last_log_id
+    );
 }
 
 #[test]
