@@ -17,8 +17,8 @@ use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 
-const HEIGHT: &[u8] = b"m/height";
-const LAST_HASH: &[u8] = b"m/last_hash";
+pub(crate) const HEIGHT: &[u8] = b"m/height";
+pub(crate) const LAST_HASH: &[u8] = b"m/last_hash";
 /// How the chain is stored; absent in a ledger that kept its blocks inside sled.
 const FORMAT: &[u8] = b"m/format";
 const FORMAT_BLOCK_FILES: &[u8] = b"block-files-v1";
@@ -84,15 +84,13 @@ impl Ledger {
                     .into(),
             ));
         }
-        let last = match height {
-            Some(h) => Some(location(&tree, h.saturating_sub(1))?.ok_or_else(|| {
-                Error::Storage(format!(
-                    "the last block, {}, is not indexed",
-                    h.saturating_sub(1)
-                ))
-            })?),
-            None => None,
-        };
+        let last =
+            match height.map(|h| h.saturating_sub(1)) {
+                Some(n) => Some(location(&tree, n)?.ok_or_else(|| {
+                    Error::Storage(format!("the last block, {n}, is not indexed"))
+                })?),
+                None => None,
+            };
         let blocks = Arc::new(BlockFiles::open(blocks_dir, last).map_err(files)?);
         let ledger = Ledger {
             tree,
@@ -114,7 +112,7 @@ impl Ledger {
                 let mut batch = sled::Batch::default();
                 batch.insert(FORMAT, FORMAT_BLOCK_FILES);
                 ledger.stage(&mut batch, 0, &[(genesis.encode_to_vec(), hash)])?;
-                ledger.commit(batch)?;
+                ledger.commit(batch, 1)?;
             }
         }
         Ok(ledger)
@@ -158,22 +156,20 @@ impl Ledger {
         first: u64,
         blocks: &[(Vec<u8>, [u8; 32])],
     ) -> Result<()> {
-        for (i, (bytes, _)) in blocks.iter().enumerate() {
-            let at = self.blocks.append(bytes).map_err(files)?;
-            batch.insert(&block_key(first + i as u64), &at.encode()[..]);
-        }
-        if let Some((_, hash)) = blocks.last() {
-            batch.insert(HEIGHT, &(first + blocks.len() as u64).to_be_bytes());
-            batch.insert(LAST_HASH, hash);
+        let appended = blocks
+            .iter()
+            .map(|(bytes, hash)| Ok((self.append_unindexed(bytes)?, *hash)))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some((_, hash)) = appended.last() {
+            index(batch, first, &appended, first + appended.len() as u64, hash);
         }
         Ok(())
     }
 
-    /// Applies a staged batch durably and publishes the new height.
-    pub(crate) fn commit(&self, batch: sled::Batch) -> Result<()> {
+    /// Applies a staged batch durably and publishes the height it leaves the chain at.
+    pub(crate) fn commit(&self, batch: sled::Batch, height: u64) -> Result<()> {
         self.tree.apply_batch(batch).map_err(storage)?;
         self.db.flush().map_err(storage)?;
-        let height = read_u64(&self.tree, HEIGHT)?.unwrap_or(1);
         self.height.send_replace(height);
         Ok(())
     }
@@ -208,13 +204,25 @@ impl Ledger {
         for n in height..self.height() {
             batch.remove(&block_key(n));
         }
-        for (i, (at, _)) in appended.iter().enumerate() {
-            batch.insert(&block_key(first + i as u64), &at.encode()[..]);
-        }
-        batch.insert(HEIGHT, &height.to_be_bytes());
-        batch.insert(LAST_HASH, last_hash);
-        self.commit(batch)
+        index(&mut batch, first, appended, height, last_hash);
+        self.commit(batch, height)
     }
+}
+
+/// Stages indexing `appended` as blocks `first..`, and a chain `height` long ending at
+/// `last_hash`.
+fn index(
+    batch: &mut sled::Batch,
+    first: u64,
+    appended: &[(BlockLocation, [u8; 32])],
+    height: u64,
+    last_hash: &[u8; 32],
+) {
+    for (i, (at, _)) in appended.iter().enumerate() {
+        batch.insert(&block_key(first + i as u64), &at.encode()[..]);
+    }
+    batch.insert(HEIGHT, &height.to_be_bytes());
+    batch.insert(LAST_HASH, last_hash);
 }
 
 /// Where block `number` is stored.
@@ -225,7 +233,7 @@ fn location(tree: &sled::Tree, number: u64) -> Result<Option<BlockLocation>> {
         .transpose()
 }
 
-pub(crate) fn read_u64(tree: &sled::Tree, key: &[u8]) -> Result<Option<u64>> {
+fn read_u64(tree: &sled::Tree, key: &[u8]) -> Result<Option<u64>> {
     match tree.get(key).map_err(storage)? {
         None => Ok(None),
         Some(v) => v

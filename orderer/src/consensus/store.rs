@@ -88,7 +88,8 @@ const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
 const PURGED: &[u8] = b"last_purged";
 
-/// The head of a stored entry; a block's bytes follow it raw.
+/// The head of an entry. On the wire the block's bytes follow it raw; in the log store, the
+/// block's location in the log's block files.
 #[derive(Serialize, Deserialize)]
 struct EntryHead {
     log_id: LogId<NodeId>,
@@ -156,14 +157,14 @@ pub(crate) fn decode_entry(bytes: &[u8]) -> StorageResult<Entry<TypeConfig>> {
     entry_from(head, rest.to_vec())
 }
 
-/// Where a stored entry's block is, if it carries one: a stored entry is its head followed by
-/// the block's location in the log's block files.
-fn stored_location(value: &[u8]) -> StorageResult<Option<BlockLocation>> {
+/// A stored entry's head and where its block is, if it carries one.
+fn parse_stored(value: &[u8]) -> StorageResult<(EntryHead, Option<BlockLocation>)> {
     let (head, rest) = parse_head(value)?;
-    match head.kind {
-        1 => BlockLocation::decode(rest).map(Some).map_err(io_read),
-        _ => Ok(None),
-    }
+    let at = match head.kind {
+        1 => Some(BlockLocation::decode(rest).map_err(io_read)?),
+        _ => None,
+    };
+    Ok((head, at))
 }
 
 fn json<T: Serialize>(v: &T) -> StorageResult<Vec<u8>> {
@@ -197,7 +198,7 @@ impl LogStore {
         let mut last = None;
         for item in log.iter().rev() {
             let (_, v) = item.map_err(|e| storage(e.to_string()))?;
-            if let Some(at) = stored_location(&v).map_err(|e| storage(e.to_string()))? {
+            if let (_, Some(at)) = parse_stored(&v).map_err(|e| storage(e.to_string()))? {
                 last = Some(at);
                 break;
             }
@@ -213,13 +214,10 @@ impl LogStore {
 
     /// Reads a stored entry back, with its block.
     fn load(&self, value: &[u8]) -> StorageResult<Entry<TypeConfig>> {
-        let (head, rest) = parse_head(value)?;
-        let block = match head.kind {
-            1 => {
-                let at = BlockLocation::decode(rest).map_err(io_read)?;
-                self.blocks.read(at).map_err(io_read)?
-            }
-            _ => Vec::new(),
+        let (head, at) = parse_stored(value)?;
+        let block = match at {
+            Some(at) => self.blocks.read(at).map_err(io_read)?,
+            None => Vec::new(),
         };
         entry_from(head, block)
     }
@@ -359,7 +357,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut first = None;
         for item in self.log.iter() {
             let (_, v) = item.map_err(io_read)?;
-            if let Some(at) = stored_location(&v)? {
+            if let (_, Some(at)) = parse_stored(&v)? {
                 first = Some(at.file);
                 break;
             }
@@ -385,9 +383,7 @@ const FETCH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(600);
 #[derive(Serialize, Deserialize)]
 struct PendingInstall {
     meta: SnapshotMeta<NodeId, BasicNode>,
-    height: u64,
-    last_hash: [u8; 32],
-    builder: NodeId,
+    chain: ChainSummary,
 }
 
 /// Where a node installing a snapshot gets the blocks it lacks: the other consenters.
@@ -423,7 +419,7 @@ impl std::fmt::Debug for StateMachine {
 }
 
 /// A snapshot's data: the chain at the snapshot, summarised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct ChainSummary {
     height: u64,
     last_hash: [u8; 32],
@@ -502,16 +498,27 @@ impl StateMachine {
 
     fn applied(&self) -> StorageResult<AppliedState> {
         let tree = &self.ledger.tree;
-        let applied = match tree.get(APPLIED).map_err(io_read)? {
-            Some(v) => from_json(&v)?,
-            None => None,
-        };
-        let membership = match tree.get(MEMBERSHIP).map_err(io_read)? {
-            Some(v) => from_json(&v)?,
-            None => StoredMembership::default(),
-        };
-        Ok((applied, membership))
+        applied_from(
+            tree.get(APPLIED).map_err(io_read)?,
+            tree.get(MEMBERSHIP).map_err(io_read)?,
+        )
     }
+}
+
+/// The applied state from its stored values (none yet: nothing applied, no membership).
+fn applied_from(
+    applied: Option<sled::IVec>,
+    membership: Option<sled::IVec>,
+) -> StorageResult<AppliedState> {
+    let applied = match applied {
+        Some(v) => from_json(&v)?,
+        None => None,
+    };
+    let membership = match membership {
+        Some(v) => from_json(&v)?,
+        None => StoredMembership::default(),
+    };
+    Ok((applied, membership))
 }
 
 /// Checks that `bytes` is a block that continues a chain at `height` after `last_hash`.
@@ -544,7 +551,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if let Some(v) = self.ledger.tree.get(PENDING).map_err(io_read)? {
             let pending: PendingInstall = from_json(&v)?;
             tracing::info!(
-                height = pending.height,
+                height = pending.chain.height,
                 "finishing an interrupted snapshot install"
             );
             self.finish_install(&pending).await?;
@@ -596,7 +603,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if let Some(m) = &membership {
             batch.insert(MEMBERSHIP, json(m)?);
         }
-        self.ledger.commit(batch).map_err(io_write)?;
+        self.ledger.commit(batch, height).map_err(io_write)?;
         Ok(results)
     }
 
@@ -619,9 +626,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         let pending = PendingInstall {
             meta: meta.clone(),
-            height: summary.height,
-            last_hash: summary.last_hash,
-            builder: summary.builder,
+            chain: summary,
         };
         self.ledger
             .tree
@@ -645,11 +650,11 @@ impl StateMachine {
     /// that also clears the pending record.
     async fn finish_install(&mut self, p: &PendingInstall) -> StorageResult<()> {
         let height = self.ledger.height();
-        let (first, appended) = if height < p.height {
+        let (first, appended) = if height < p.chain.height {
             (height, self.fetch_up_to(p).await?)
         } else {
             // The chain reaches the snapshot: it must be the snapshot's chain.
-            let at = p.height - 1;
+            let at = p.chain.height - 1;
             let ours = match self.ledger.block(at).map_err(io_read)? {
                 Some(b) => Block::decode(b.as_slice())
                     .map_err(|e| io_read(format!("stored block {at} does not decode: {e}")))?
@@ -658,12 +663,12 @@ impl StateMachine {
                     .map(block_header_hash),
                 None => None,
             };
-            if ours != Some(p.last_hash) {
+            if ours != Some(p.chain.last_hash) {
                 return Err(io_write(format!(
                     "the snapshot's chain is not this node's: its block {at} is not ours"
                 )));
             }
-            (p.height, Vec::new())
+            (p.chain.height, Vec::new())
         };
         let mut batch = sled::Batch::default();
         batch.insert(APPLIED, json(&p.meta.last_log_id)?);
@@ -671,7 +676,7 @@ impl StateMachine {
         batch.remove(PENDING);
         // Blocks beyond the snapshot (none in a healthy cluster) are applied again from the log.
         self.ledger
-            .settle(batch, first, &appended, p.height, &p.last_hash)
+            .settle(batch, first, &appended, p.chain.height, &p.chain.last_hash)
             .map_err(io_write)
     }
 
@@ -688,7 +693,7 @@ impl StateMachine {
             return Err(io_read(format!(
                 "the snapshot's chain is {} blocks long, this node's {}, and it has no way to \
                  fetch the rest",
-                p.height,
+                p.chain.height,
                 self.ledger.height()
             )));
         };
@@ -700,73 +705,90 @@ impl StateMachine {
             .filter(|(id, _)| **id != me)
             .map(|(id, node)| (*id, node.addr.clone()))
             .collect();
-        let mut sources: Vec<&(NodeId, String)> =
-            members.iter().filter(|(id, _)| *id == p.builder).collect();
-        sources.extend(members.iter().filter(|(id, _)| *id != p.builder));
+        let mut sources: Vec<&(NodeId, String)> = members
+            .iter()
+            .filter(|(id, _)| *id == p.chain.builder)
+            .collect();
+        sources.extend(members.iter().filter(|(id, _)| *id != p.chain.builder));
         let deadline = tokio::time::Instant::now() + self.patience;
         let mut pause = std::time::Duration::from_millis(100);
-        let mut height = self.ledger.height();
-        let mut last_hash = self.ledger.last_hash().map_err(io_read)?;
-        let mut appended = Vec::new();
-        while height < p.height {
+        let mut got = Fetched {
+            height: self.ledger.height(),
+            last_hash: self.ledger.last_hash().map_err(io_read)?,
+            appended: Vec::new(),
+        };
+        while got.height < p.chain.height {
+            let (from, to) = (got.height, p.chain.height);
             let mut failures = Vec::new();
-            let mut progressed = false;
             for (id, addr) in &sources {
-                let blocks = match source.blocks(*id, addr, height, p.height).await {
-                    Ok(blocks) if blocks.is_empty() => {
-                        failures.push(format!("node {id} has none of them"));
-                        continue;
-                    }
-                    Ok(blocks) if blocks.len() as u64 > p.height - height => {
+                match source.blocks(*id, addr, from, to).await {
+                    Err(e) => failures.push(format!("node {id}: {e}")),
+                    Ok(blocks) if blocks.len() as u64 > to - from => {
                         failures.push(format!("node {id} answered more blocks than asked"));
-                        continue;
                     }
-                    Ok(blocks) => blocks,
-                    Err(e) => {
-                        failures.push(format!("node {id}: {e}"));
-                        continue;
-                    }
-                };
-                for bytes in blocks {
-                    match continues(&bytes, height, &last_hash) {
-                        Ok(hash) => {
-                            let at = self.ledger.append_unindexed(&bytes).map_err(io_write)?;
-                            appended.push((at, hash));
-                            last_hash = hash;
-                            height += 1;
-                            progressed = true;
-                        }
-                        Err(e) => {
-                            failures.push(format!("node {id}, block {height}: {e}"));
-                            break;
+                    Ok(blocks) => {
+                        if let Err(why) = got.take(&self.ledger, blocks)? {
+                            failures.push(format!("node {id}{why}"));
                         }
                     }
                 }
-                if progressed {
+                if got.height > from {
                     break;
                 }
             }
-            if !progressed {
+            if got.height == from {
                 let why = failures.join("; ");
                 if tokio::time::Instant::now() + pause > deadline {
                     return Err(io_read(format!(
-                        "fetching blocks {height}..{} for a snapshot: {why}",
-                        p.height
+                        "fetching blocks {from}..{to} for a snapshot: {why}"
                     )));
                 }
-                tracing::warn!(%why, from = height, to = p.height, "no consenter gave the blocks a snapshot needs; trying again");
+                tracing::warn!(%why, from, to, "no consenter gave the blocks a snapshot needs; trying again");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(std::time::Duration::from_secs(5));
             }
         }
-        if last_hash != p.last_hash {
+        if got.last_hash != p.chain.last_hash {
             return Err(io_read(format!(
                 "the fetched blocks end at block {} with another hash than the snapshot's: the \
                  consenters' chains differ",
-                p.height - 1
+                p.chain.height - 1
             )));
         }
-        Ok(appended)
+        Ok(got.appended)
+    }
+}
+
+/// The blocks fetched so far for an install, in the files and not yet indexed.
+struct Fetched {
+    /// The chain's height with them.
+    height: u64,
+    last_hash: [u8; 32],
+    appended: Vec<(BlockLocation, [u8; 32])>,
+}
+
+impl Fetched {
+    /// Appends the blocks of one answer that continue the chain, up to the first that does
+    /// not; the inner error says why an answer gave nothing more (a storage fault is the outer).
+    fn take(
+        &mut self,
+        ledger: &Ledger,
+        blocks: Vec<Vec<u8>>,
+    ) -> StorageResult<std::result::Result<(), String>> {
+        if blocks.is_empty() {
+            return Ok(Err(" has none of them".into()));
+        }
+        for bytes in blocks {
+            let hash = match continues(&bytes, self.height, &self.last_hash) {
+                Ok(hash) => hash,
+                Err(e) => return Ok(Err(format!(", block {}: {e}", self.height))),
+            };
+            let at = ledger.append_unindexed(&bytes).map_err(io_write)?;
+            self.appended.push((at, hash));
+            self.last_hash = hash;
+            self.height += 1;
+        }
+        Ok(Ok(()))
     }
 }
 
@@ -777,20 +799,13 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             Ok((
                 t.get(APPLIED)?,
                 t.get(MEMBERSHIP)?,
-                t.get(b"m/height")?,
-                t.get(b"m/last_hash")?,
+                t.get(crate::ledger::HEIGHT)?,
+                t.get(crate::ledger::LAST_HASH)?,
             ))
         });
         let (applied, membership, height, last_hash) =
             read.map_err(|e: sled::transaction::TransactionError<()>| io_read(format!("{e:?}")))?;
-        let last_log_id: Option<LogId<NodeId>> = match applied {
-            Some(v) => from_json(&v)?,
-            None => None,
-        };
-        let last_membership = match membership {
-            Some(v) => from_json(&v)?,
-            None => StoredMembership::default(),
-        };
+        let (last_log_id, last_membership) = applied_from(applied, membership)?;
         let height = height
             .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
             .ok_or_else(|| io_read("the chain has no height"))?;

@@ -124,27 +124,34 @@ async fn blocks_that_continue_the_chain_are_appended_and_others_skipped_durably(
     assert!(e.contains("another genesis block"), "{e}");
 }
 
+/// The block after `previous`, holding one transaction: `data`.
+fn after(previous: &Block, data: Vec<u8>) -> Block {
+    let header = previous.header.as_ref().unwrap();
+    new_block(
+        header.number + 1,
+        block_header_hash(header).to_vec(),
+        vec![data],
+    )
+}
+
 /// A chain of `n` blocks after the genesis block, each holding `tag`.
 fn chain(n: u64, tag: u8) -> Vec<Block> {
     let mut previous = genesis();
     let mut blocks = Vec::new();
     for number in 1..=n {
-        let block = new_block(
-            number,
-            block_header_hash(previous.header.as_ref().unwrap()).to_vec(),
-            vec![vec![tag; 100 * number as usize]],
-        );
+        let block = after(&previous, vec![tag; 100 * number as usize]);
         previous = block.clone();
         blocks.push(block);
     }
     blocks
 }
 
-async fn apply_chain(sm: &mut StateMachine, blocks: &[Block]) {
+/// Applies `blocks` as the log entries from index `first` on; each must be appended.
+async fn apply_chain(sm: &mut StateMachine, first: u64, blocks: &[Block]) {
     let entries: Vec<_> = blocks
         .iter()
         .enumerate()
-        .map(|(i, b)| entry(i as u64 + 1, b))
+        .map(|(i, b)| entry(first + i as u64, b))
         .collect();
     let results = sm.apply(entries).await.unwrap();
     assert!(
@@ -170,12 +177,8 @@ impl ChainSource for Serves {
 /// A state machine of node 2 holding `blocks` after the genesis block, in a cluster of nodes
 /// 1 and 2.
 async fn builder(dir: &std::path::Path, blocks: &[Block]) -> StateMachine {
-    let (_, sm) = open(dir);
-    let mut sm = StateMachine::with_source(
-        sm.ledger().clone(),
-        2,
-        Arc::new(Serves(sm.ledger().clone())),
-    );
+    let ledger = open(dir).1.ledger().clone();
+    let mut sm = StateMachine::with_source(ledger.clone(), 2, Arc::new(Serves(ledger)));
     let nodes: BTreeMap<u64, BasicNode> =
         [(1, BasicNode::new("a")), (2, BasicNode::new("b"))].into();
     let membership = Membership::new(vec![nodes.keys().copied().collect::<BTreeSet<_>>()], nodes);
@@ -185,17 +188,7 @@ async fn builder(dir: &std::path::Path, blocks: &[Block]) -> StateMachine {
     }])
     .await
     .unwrap();
-    let entries: Vec<_> = blocks
-        .iter()
-        .enumerate()
-        .map(|(i, b)| entry(i as u64 + 2, b))
-        .collect();
-    let results = sm.apply(entries).await.unwrap();
-    assert!(
-        results
-            .iter()
-            .all(|r| matches!(r, Applied::Appended { .. }))
-    );
+    apply_chain(&mut sm, 2, blocks).await;
     sm
 }
 
@@ -210,7 +203,7 @@ async fn a_snapshot_ahead_of_the_chain_is_installed_with_fetched_blocks_and_surv
     assert!(snapshot.snapshot.get_ref().len() < 100);
     let source = Arc::new(Serves(other.ledger().clone()));
     let mut sm = StateMachine::with_source(open(ours.path()).1.ledger().clone(), 1, source);
-    apply_chain(&mut sm, &blocks[..1]).await;
+    apply_chain(&mut sm, 1, &blocks[..1]).await;
     sm.install_snapshot(&snapshot.meta, snapshot.snapshot)
         .await
         .unwrap();
@@ -238,7 +231,7 @@ async fn a_snapshot_of_another_chain_or_without_a_source_is_refused() {
     let snapshot = other.build_snapshot().await.unwrap();
     // Our chain is as long, but another one.
     let (_, mut sm) = open(ours.path());
-    apply_chain(&mut sm, &chain(3, 1)).await;
+    apply_chain(&mut sm, 1, &chain(3, 1)).await;
     let e = sm
         .install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
         .await
@@ -250,7 +243,7 @@ async fn a_snapshot_of_another_chain_or_without_a_source_is_refused() {
     let source = Arc::new(Serves(other.ledger().clone()));
     let mut sm = StateMachine::with_source(open(ours.path()).1.ledger().clone(), 1, source)
         .with_fetch_patience(Duration::from_millis(300));
-    apply_chain(&mut sm, &chain(1, 1)).await;
+    apply_chain(&mut sm, 1, &chain(1, 1)).await;
     let e = sm
         .install_snapshot(&snapshot.meta, snapshot.snapshot.clone())
         .await
@@ -365,11 +358,7 @@ async fn crash_child() {
     let mut previous =
         Block::decode(sm.ledger().block(height - 1).unwrap().unwrap().as_slice()).unwrap();
     for n in height..=CRASH_LAST_BLOCK {
-        let block = new_block(
-            n,
-            block_header_hash(previous.header.as_ref().unwrap()).to_vec(),
-            vec![vec![(n % 251) as u8; 200_000]],
-        );
+        let block = after(&previous, vec![(n % 251) as u8; 200_000]);
         let results = sm.apply([entry(n, &block)]).await.unwrap();
         assert_eq!(results[0], Applied::Appended { number: n });
         println!("applied {n}");
@@ -460,11 +449,7 @@ async fn a_killed_orderer_keeps_every_applied_block_and_its_chain() {
     let (applied, _) = sm.applied_state().await.unwrap();
     assert_eq!(applied.map(|l| l.index), Some(height - 1));
     // And it goes on from there.
-    let block = new_block(
-        height,
-        block_header_hash(previous.header.as_ref().unwrap()).to_vec(),
-        vec![vec![7; 10]],
-    );
+    let block = after(&previous, vec![7; 10]);
     let results = sm.apply([entry(height, &block)]).await.unwrap();
     assert_eq!(results[0], Applied::Appended { number: height });
     assert_eq!(
