@@ -150,7 +150,9 @@ impl Executor {
             invocation: invocation.clone(),
             depth,
         };
-        Ok(self.runtime.invoke(&code, invocation, Box::new(host))?)
+        Ok(self
+            .runtime
+            .invoke(&code, invocation, Box::new(host), depth > 0)?)
     }
 }
 

@@ -367,3 +367,41 @@ fn the_same_proposal_gives_identical_rwset_bytes_on_two_peers() {
         assert!(!results[0].is_empty());
     }
 }
+
+#[test]
+fn calls_beyond_the_instance_pool_wait_for_an_instance_instead_of_failing() {
+    // Two instances: one call at a time at the top, the other kept for a nested call.
+    let exec = executor(RuntimeLimits {
+        max_instances: 2,
+        ..RuntimeLimits::default()
+    });
+    let store = ledger(&[("a", "1"), ("k", "from other")]);
+    let callers = 6;
+    let start = Arc::new(std::sync::Barrier::new(callers));
+    let threads: Vec<_> = (0..callers)
+        .map(|i| {
+            let (exec, store, start) = (Arc::clone(&exec), Arc::clone(&store), Arc::clone(&start));
+            std::thread::spawn(move || {
+                start.wait();
+                (0..10)
+                    .map(|_| {
+                        // Long calls overlap; every other caller calls into another chaincode.
+                        let args: &[&str] = if i % 2 == 0 {
+                            &["many_calls", "2000"]
+                        } else {
+                            &["call_get", "other", "k"]
+                        };
+                        exec.simulate(Arc::clone(&store), "testcc", &invocation(args))
+                            .map(|s| s.response.status)
+                            .map_err(|e| e.to_string())
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for t in threads {
+        for outcome in t.join().unwrap() {
+            assert_eq!(outcome, Ok(200));
+        }
+    }
+}
