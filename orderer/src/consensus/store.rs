@@ -193,14 +193,16 @@ impl LogStore {
         let storage = |e: String| crate::Error::Storage(format!("the Raft log: {e}"));
         let open = |name: &str| db.open_tree(name).map_err(|e| storage(e.to_string()));
         let log = open("raft_log")?;
-        // Entries' blocks lie in index order (a truncated suffix is appended again after what it
-        // replaced), so the last entry with a block ends the files; what follows is uncommitted.
-        let mut last = None;
-        for item in log.iter().rev() {
+        // The files end with the furthest block an entry points to; what follows it was never
+        // indexed. Every entry is looked at (the log is purged, so they are few): that holds
+        // whatever order the entries were written and truncated in.
+        let mut last: Option<BlockLocation> = None;
+        for item in log.iter() {
             let (_, v) = item.map_err(|e| storage(e.to_string()))?;
-            if let (_, Some(at)) = parse_stored(&v).map_err(|e| storage(e.to_string()))? {
+            if let (_, Some(at)) = parse_stored(&v).map_err(|e| storage(e.to_string()))?
+                && last.is_none_or(|l| (at.file, at.offset) > (l.file, l.offset))
+            {
                 last = Some(at);
-                break;
             }
         }
         let blocks = BlockFiles::open(blocks_dir, last).map_err(|e| storage(e.to_string()))?;
