@@ -8,6 +8,11 @@
 //! cargo run --release -p mercato-deploy -- down [--purge]
 //! ```
 
+/// jemalloc: sled's frees on its own threads contend on glibc's arena locks (see the
+/// workspace's Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;

@@ -10,6 +10,10 @@
 #[allow(dead_code)]
 mod fixture;
 
+/// The peer binary's allocator, so that the figures are the node's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

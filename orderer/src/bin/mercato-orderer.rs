@@ -7,6 +7,11 @@
 //! Settings come from the TOML file (see `deploy/orderer.toml`) and `MERCATO_ORDERER_*`
 //! environment variables; `MERCATO_ORDERER_LOG` sets the log filter (default `info`).
 
+/// jemalloc: sled's frees on its own threads contend on glibc's arena locks (see the
+/// workspace's Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};

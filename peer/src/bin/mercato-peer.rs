@@ -10,6 +10,11 @@
 //! Settings come from the TOML file (see `deploy/peer.toml`) and `MERCATO_PEER_*` environment
 //! variables; `MERCATO_PEER_LOG` sets the log filter (default `info`).
 
+/// jemalloc: sled's frees on its own threads contend on glibc's arena locks (see the
+/// workspace's Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
