@@ -150,9 +150,7 @@ impl Executor {
             invocation: invocation.clone(),
             depth,
         };
-        Ok(self
-            .runtime
-            .invoke(&code, invocation, Box::new(host), depth > 0)?)
+        Ok(self.runtime.invoke(&code, invocation, Box::new(host))?)
     }
 }
 

@@ -8,8 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
 use mercato_chaincode::abi::{self, HostRequest, HostResponse, Invocation, InvokeResult};
 use wasmtime::{
@@ -142,72 +141,6 @@ pub struct ChaincodeRuntime {
     loading: Mutex<()>,
     cache_dir: Option<PathBuf>,
     limits: Arc<RuntimeLimits>,
-    /// The pool's instances in use, so that a call waits for one rather than fail.
-    slots: Slots,
-}
-
-/// How long a call waits for an instance of a full pool before it is refused as busy.
-const INSTANCE_WAIT: Duration = Duration::from_secs(30);
-
-/// Admission to the pool of instances. A call from a client waits while the pool is full
-/// (back-pressure on the endorsers); a call from a chaincode to another never waits (its caller
-/// holds an instance: waiting could deadlock) and is refused when no instance is free. Calls from
-/// clients leave `MAX_CALL_DEPTH - 1` instances free, so that one of them can always nest fully.
-struct Slots {
-    in_use: Mutex<u32>,
-    freed: Condvar,
-    /// The pool's size.
-    total: u32,
-    /// How many instances calls from clients may hold together.
-    top_level: u32,
-}
-
-/// An instance of the pool taken; given back on drop.
-struct Slot<'a>(&'a Slots);
-
-impl Slots {
-    fn new(total: u32) -> Self {
-        Slots {
-            in_use: Mutex::new(0),
-            freed: Condvar::new(),
-            total,
-            top_level: total.saturating_sub(super::MAX_CALL_DEPTH - 1).max(1),
-        }
-    }
-
-    fn take(&self, nested: bool) -> Result<Slot<'_>, ChaincodeError> {
-        let limit = if nested { self.total } else { self.top_level };
-        let deadline = Instant::now() + INSTANCE_WAIT;
-        let mut in_use = self.in_use.lock().unwrap_or_else(|p| p.into_inner());
-        while *in_use >= limit {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if nested || left.is_zero() {
-                return Err(ChaincodeError::Busy(format!(
-                    "all {} chaincode instances are in use{}",
-                    self.total,
-                    if nested {
-                        " (a call from a chaincode does not wait)".to_owned()
-                    } else {
-                        format!(" after waiting {} s", INSTANCE_WAIT.as_secs())
-                    }
-                )));
-            }
-            in_use = self
-                .freed
-                .wait_timeout(in_use, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        *in_use += 1;
-        Ok(Slot(self))
-    }
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        *self.0.in_use.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
-        self.0.freed.notify_one();
-    }
 }
 
 impl std::fmt::Debug for ChaincodeRuntime {
@@ -262,7 +195,6 @@ impl ChaincodeRuntime {
             modules: Mutex::new(HashMap::new()),
             loading: Mutex::new(()),
             cache_dir: cache_dir.map(Path::to_owned),
-            slots: Slots::new(limits.max_instances),
             limits: Arc::new(limits),
         })
     }
@@ -369,15 +301,12 @@ impl ChaincodeRuntime {
         Ok(module)
     }
 
-    /// Runs one invocation of a loaded module with `host` serving its requests. A call from a
-    /// client (`nested` false) waits up to 30 s for an instance while the pool is full; a call
-    /// from a chaincode to another (`nested`) is refused as [`ChaincodeError::Busy`] instead.
+    /// Runs one invocation of a loaded module with `host` serving its requests.
     pub fn invoke(
         &self,
         code: &CodeHash,
         invocation: &Invocation,
         host: Box<dyn HostCalls>,
-        nested: bool,
     ) -> Result<InvokeResult, ChaincodeError> {
         let pre = self
             .modules
@@ -386,8 +315,6 @@ impl ChaincodeRuntime {
             .get(code)
             .cloned()
             .ok_or_else(|| ChaincodeError::NotLoaded(hex::encode(code)))?;
-        // Declared before the store, so the instance is back in the pool when the slot is.
-        let _slot = self.slots.take(nested)?;
         let mut store = Store::new(
             &self.engine,
             HostState {
