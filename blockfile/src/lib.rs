@@ -38,8 +38,8 @@ const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// 16 MiB).
 const MAX_BLOCK_BYTES: u32 = 64 * 1024 * 1024;
 
-/// Where a block is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a block is stored; ordered by where it lies in the files (file, then offset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct BlockLocation {
     /// The segment file number.
     pub file: u32,

@@ -199,11 +199,8 @@ impl LogStore {
         let mut last: Option<BlockLocation> = None;
         for item in log.iter() {
             let (_, v) = item.map_err(|e| storage(e.to_string()))?;
-            if let (_, Some(at)) = parse_stored(&v).map_err(|e| storage(e.to_string()))?
-                && last.is_none_or(|l| (at.file, at.offset) > (l.file, l.offset))
-            {
-                last = Some(at);
-            }
+            let (_, at) = parse_stored(&v).map_err(|e| storage(e.to_string()))?;
+            last = last.max(at);
         }
         let blocks = BlockFiles::open(blocks_dir, last).map_err(|e| storage(e.to_string()))?;
         Ok(LogStore {
