@@ -68,6 +68,18 @@ pub struct NodeConfig {
     pub address: String,
     /// `/healthz` and `/metrics`, over plain HTTP (bind it to a private address).
     pub operations: String,
+    /// The most threads running requests' CPU-bound work at once (endorsements, evaluations,
+    /// signature checks, queries); the rest wait their turn, first come first served.
+    pub request_threads: usize,
+}
+
+/// The default of `node.request_threads`: 8 per core, 16 to 48. Tokio's own default (512) let
+/// hundreds of requests share 2 cores, each slowed by the others and by the switching between
+/// them, and it ran more chaincode calls at once than the sandbox has instances (64), so that
+/// some failed as "chaincode runtime busy".
+pub fn default_request_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (8 * cores).clamp(16, 48)
 }
 
 impl Default for NodeConfig {
@@ -78,6 +90,7 @@ impl Default for NodeConfig {
             listen: "0.0.0.0:7051".into(),
             address: String::new(),
             operations: "127.0.0.1:9444".into(),
+            request_threads: default_request_threads(),
         }
     }
 }
@@ -185,6 +198,7 @@ impl Config {
                 "MERCATO_PEER_LISTEN" => self.node.listen = v,
                 "MERCATO_PEER_ADDRESS" => self.node.address = v,
                 "MERCATO_PEER_OPERATIONS" => self.node.operations = v,
+                "MERCATO_PEER_REQUEST_THREADS" => self.node.request_threads = number(&v)?,
                 "MERCATO_PEER_TLS_CERT" => self.tls.cert = v.into(),
                 "MERCATO_PEER_TLS_KEY" => self.tls.key = v.into(),
                 "MERCATO_PEER_TLS_CLIENT_AUTH_REQUIRED" => {
@@ -219,6 +233,12 @@ impl Config {
         }
         if self.identity.msp_id.is_empty() {
             return bad("identity.msp_id is empty: the peer's organisation's MSP id".into());
+        }
+        if !(1..=512).contains(&self.node.request_threads) {
+            return bad(format!(
+                "node.request_threads {}: 1 to 512",
+                self.node.request_threads
+            ));
         }
         if !(1..=64).contains(&self.ledger.verify_threads) {
             return bad(format!(
@@ -698,6 +718,15 @@ impl Operations {
             format!(
                 "{:.6}",
                 m.commit_micros.load(Ordering::Relaxed) as f64 / 1e6
+            ),
+        );
+        metric(
+            "deliver_check_wait_seconds_sum",
+            "Total time blocks from the orderer waited for their check to start.",
+            "counter",
+            format!(
+                "{:.6}",
+                self.deliver.check_wait_micros.load(Ordering::Relaxed) as f64 / 1e6
             ),
         );
         metric(

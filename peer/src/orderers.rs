@@ -273,9 +273,19 @@ pub struct DeliverClient {
     last_hash: std::sync::Mutex<[u8; 32]>,
     /// Blocks refused by the checks (for the metrics).
     pub refused: AtomicU64,
+    /// Sum of the time blocks waited between arriving and their checks starting (for the
+    /// metrics).
+    pub check_wait_micros: AtomicU64,
     /// When each queued block arrived, until it commits (bounded by [`MAX_ARRIVALS`]).
     arrivals: Arrivals,
 }
+
+/// A block for the check thread: when it arrived, and where its outcome goes.
+type Check = (
+    Block,
+    std::time::Instant,
+    tokio::sync::oneshot::Sender<Result<(), String>>,
+);
 
 /// When queued blocks arrived: (number, instant), oldest first.
 pub type Arrivals = Arc<std::sync::Mutex<std::collections::VecDeque<(u64, std::time::Instant)>>>;
@@ -300,6 +310,7 @@ impl DeliverClient {
             pipeline,
             last_hash: std::sync::Mutex::new(last_hash),
             refused: AtomicU64::new(0),
+            check_wait_micros: AtomicU64::new(0),
             arrivals,
         }
     }
@@ -346,6 +357,10 @@ impl DeliverClient {
             .await
             .map_err(|s| (0, format!("{:?}: {}", s.code(), s.message())))?
             .into_inner();
+        // The checks verify a signature and queueing for commit may wait, so they run off the
+        // async threads, on a thread of their own: the blocking pool is bounded and shared with
+        // clients' requests (chaincode runs there), which must not hold up the commits.
+        let checks = self.start_checks().map_err(|e| (0, e))?;
         let mut received = 0u64;
         loop {
             let message = stream
@@ -357,11 +372,14 @@ impl DeliverClient {
             };
             match message.r#type {
                 Some(Reply::Block(block)) => {
-                    // The checks verify a signature and queueing may wait: off the async threads.
-                    let me = Arc::clone(self);
-                    let checked = tokio::task::spawn_blocking(move || me.accept(block))
+                    let (reply, checked) = tokio::sync::oneshot::channel();
+                    // Never waits: each block's outcome is awaited before the next is sent.
+                    checks
+                        .send((block, std::time::Instant::now(), reply))
+                        .map_err(|_| (received, "the block check thread stopped".to_owned()))?;
+                    let checked = checked
                         .await
-                        .unwrap_or_else(|e| Err(format!("the block check failed: {e}")));
+                        .unwrap_or_else(|_| Err("the block check thread stopped".to_owned()));
                     if let Err(why) = checked {
                         self.refused.fetch_add(1, Ordering::Relaxed);
                         return Err((received, why));
@@ -381,8 +399,26 @@ impl DeliverClient {
         }
     }
 
+    /// A thread that checks and queues the blocks sent to it, one at a time, until the sender
+    /// is dropped.
+    fn start_checks(self: &Arc<Self>) -> Result<std::sync::mpsc::SyncSender<Check>, String> {
+        let (send, receive) = std::sync::mpsc::sync_channel::<Check>(1);
+        let me = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("block-check".into())
+            .spawn(move || {
+                for (block, arrived, reply) in receive {
+                    let _ = reply.send(me.accept(block, arrived));
+                }
+            })
+            .map_err(|e| format!("starting the block check thread: {e}"))?;
+        Ok(send)
+    }
+
     /// Checks one block and queues it for commit.
-    fn accept(&self, block: Block) -> Result<(), String> {
+    fn accept(&self, block: Block, arrived: std::time::Instant) -> Result<(), String> {
+        let waited = u64::try_from(arrived.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.check_wait_micros.fetch_add(waited, Ordering::Relaxed);
         let next = self.next.load(Ordering::Acquire);
         let header = block
             .header
@@ -405,7 +441,7 @@ impl DeliverClient {
             if arrivals.len() >= MAX_ARRIVALS {
                 arrivals.pop_front();
             }
-            arrivals.push_back((next, std::time::Instant::now()));
+            arrivals.push_back((next, arrived));
         }
         self.pipeline
             .submit(block)

@@ -98,7 +98,11 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Start { config: path } => {
             let c = config(&path)?;
-            tokio::runtime::Runtime::new()?
+            // Requests' CPU-bound work runs on the blocking pool, which this bounds.
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .max_blocking_threads(c.node.request_threads)
+                .build()?
                 .block_on(mercato_peer::node::run(&c, shutdown()))
                 .with_context(|| format!("running the peer of {}", path.display()))?;
             Ok(())

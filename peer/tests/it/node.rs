@@ -34,12 +34,14 @@ fn environment_overrides_and_refusals() {
             "true".to_string(),
         ),
         ("MERCATO_PEER_VERIFY_THREADS".to_string(), "3".to_string()),
+        ("MERCATO_PEER_REQUEST_THREADS".to_string(), "24".to_string()),
         ("PATH".to_string(), "/bin".to_string()),
     ])
     .unwrap();
     assert_eq!(c.node.listen, "127.0.0.1:7151");
     assert!(c.tls.client_auth_required);
     assert_eq!(c.ledger.verify_threads, 3);
+    assert_eq!(c.node.request_threads, 24);
     c.validate().unwrap();
 
     let e = c
@@ -73,6 +75,14 @@ fn environment_overrides_and_refusals() {
             .unwrap_err()
             .to_string()
             .contains("identity.msp_id")
+    );
+    let mut bad = c.clone();
+    bad.node.request_threads = 0;
+    assert!(
+        bad.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("node.request_threads")
     );
     let mut bad = c;
     bad.ledger.verify_threads = 0;
