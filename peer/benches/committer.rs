@@ -341,7 +341,19 @@ fn main() {
     println!(
         "bare sled batch write: {sled_us:.1} µs per transaction (2 state keys); {sled_indexed_us:.1} µs with the history and txid entries"
     );
+    // `cargo bench --bench committer -- ed25519` (or `p256`) runs one scheme only.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     for algorithm in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::Ed25519] {
+        if !only.is_empty()
+            && !only
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(&algorithm.to_string()))
+        {
+            continue;
+        }
         let net = Net::new(algorithm);
         let (genesis, blocks) = make_blocks(&net);
         let verify_us = signatures_floor_us(&net, &blocks[0], algorithm);
