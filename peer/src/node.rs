@@ -69,7 +69,9 @@ pub struct NodeConfig {
     /// `/healthz` and `/metrics`, over plain HTTP (bind it to a private address).
     pub operations: String,
     /// The most threads running requests' CPU-bound work at once (endorsements, evaluations,
-    /// signature checks, queries); the rest wait their turn, first come first served.
+    /// signature checks, queries); the rest wait their turn, first come first served. It bounds
+    /// the tokio runtime's blocking pool, so it applies where the runtime is built: in the
+    /// `mercato-peer` binary, not to a node embedded in another program's runtime.
     pub request_threads: usize,
 }
 
