@@ -325,6 +325,19 @@ fn main() {
     if std::env::args().any(|a| a == "--test" || a == "--list") {
         return;
     }
+    // `cargo bench --bench committer -- ed25519` (or `p256`) runs one scheme only.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .map(|a| a.to_ascii_lowercase())
+        .collect();
+    if let Some(unknown) = only
+        .iter()
+        .find(|a| !["p256", "ed25519"].contains(&a.as_str()))
+    {
+        eprintln!("unknown scheme {unknown:?}: p256 or ed25519");
+        std::process::exit(2);
+    }
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -341,17 +354,8 @@ fn main() {
     println!(
         "bare sled batch write: {sled_us:.1} µs per transaction (2 state keys); {sled_indexed_us:.1} µs with the history and txid entries"
     );
-    // `cargo bench --bench committer -- ed25519` (or `p256`) runs one scheme only.
-    let only: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
     for algorithm in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::Ed25519] {
-        if !only.is_empty()
-            && !only
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case(&algorithm.to_string()))
-        {
+        if !only.is_empty() && !only.contains(&algorithm.to_string()) {
             continue;
         }
         let net = Net::new(algorithm);

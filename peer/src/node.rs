@@ -79,7 +79,7 @@ pub struct NodeConfig {
 /// hundreds of requests share 2 cores, each slowed by the others and by the switching between
 /// them, and it ran more chaincode calls at once than the sandbox has instances (64), so that
 /// some failed as "chaincode runtime busy".
-pub fn default_request_threads() -> usize {
+fn default_request_threads() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     (8 * cores).clamp(16, 48)
 }

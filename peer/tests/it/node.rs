@@ -60,38 +60,20 @@ fn environment_overrides_and_refusals() {
         .unwrap_err();
     assert!(e.to_string().contains("not a number"), "{e}");
 
-    let mut bad = c.clone();
-    bad.node.operations = "localhost".into();
-    assert!(
-        bad.validate()
-            .unwrap_err()
-            .to_string()
-            .contains("node.operations")
-    );
-    let mut bad = c.clone();
-    bad.identity.msp_id.clear();
-    assert!(
-        bad.validate()
-            .unwrap_err()
-            .to_string()
-            .contains("identity.msp_id")
-    );
-    let mut bad = c.clone();
-    bad.node.request_threads = 0;
-    assert!(
-        bad.validate()
-            .unwrap_err()
-            .to_string()
-            .contains("node.request_threads")
-    );
-    let mut bad = c;
-    bad.ledger.verify_threads = 0;
-    assert!(
-        bad.validate()
-            .unwrap_err()
-            .to_string()
-            .contains("verify_threads")
-    );
+    // Each broken setting is refused by name.
+    let refusal = |change: &dyn Fn(&mut Config)| {
+        let mut bad = c.clone();
+        change(&mut bad);
+        bad.validate().unwrap_err().to_string()
+    };
+    let e = refusal(&|b| b.node.operations = "localhost".into());
+    assert!(e.contains("node.operations"), "{e}");
+    let e = refusal(&|b| b.identity.msp_id.clear());
+    assert!(e.contains("identity.msp_id"), "{e}");
+    let e = refusal(&|b| b.node.request_threads = 0);
+    assert!(e.contains("node.request_threads"), "{e}");
+    let e = refusal(&|b| b.ledger.verify_threads = 0);
+    assert!(e.contains("verify_threads"), "{e}");
 
     let e = Config::load(Path::new("/nonexistent/peer.toml")).unwrap_err();
     assert!(e.to_string().contains("/nonexistent/peer.toml"), "{e}");
