@@ -544,10 +544,13 @@ pub async fn start(config: &Config) -> Result<Running, NodeError> {
         last_hash,
         Arc::clone(&arrivals),
     ));
+    let checks = deliver.start_checks().map_err(NodeError)?;
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(
-        orderers.pull_blocks(Arc::clone(&deliver), stopped.clone()),
-    ));
+    tasks.push(tokio::spawn(orderers.pull_blocks(
+        Arc::clone(&deliver),
+        checks,
+        stopped.clone(),
+    )));
     tasks.push(tokio::spawn(count_commits(
         committer.subscribe(),
         Arc::clone(&metrics),

@@ -216,11 +216,27 @@ impl Orderers {
     }
 
     /// Pulls blocks from the orderers into `pipeline` until `stop` turns true: from the
-    /// committer's height on, each block checked (see the module doc) before it is queued. A
-    /// failing orderer is left for the next; when all fail, it waits and goes round again.
+    /// committer's height on, each block checked (see the module doc) on the thread of `checks`
+    /// before it is queued. A failing orderer is left for the next; when all fail, it waits and
+    /// goes round again. When it returns, the check thread has ended: a stopped peer holds no
+    /// block, and no reference to its pipeline, there.
     pub async fn pull_blocks(
         self,
         deliver: Arc<DeliverClient>,
+        checks: Checks,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        self.pull_until(&deliver, &checks.send, stop).await;
+        let Checks { send, thread } = checks;
+        drop(send);
+        // Joined off the async threads: a block being queued may wait for the committer.
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+
+    async fn pull_until(
+        &self,
+        deliver: &Arc<DeliverClient>,
+        checks: &std::sync::mpsc::SyncSender<Check>,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
         let mut wait = RETRY_MIN;
@@ -235,7 +251,7 @@ impl Orderers {
                     return;
                 }
                 let outcome = tokio::select! {
-                    r = deliver.pull_from(&orderer) => r,
+                    r = deliver.pull_from(&orderer, checks) => r,
                     _ = stop.wait_for(|s| *s) => return,
                 };
                 match outcome {
@@ -286,6 +302,13 @@ type Check = (
     std::time::Instant,
     tokio::sync::oneshot::Sender<Result<(), String>>,
 );
+
+/// The block check thread of a [`DeliverClient`], and the way blocks go to it; it runs until the
+/// sender is dropped.
+pub struct Checks {
+    send: std::sync::mpsc::SyncSender<Check>,
+    thread: std::thread::JoinHandle<()>,
+}
 
 /// When queued blocks arrived: (number, instant), oldest first.
 pub type Arrivals = Arc<std::sync::Mutex<std::collections::VecDeque<(u64, std::time::Instant)>>>;
@@ -346,8 +369,13 @@ impl DeliverClient {
             .map_err(|e| e.to_string())
     }
 
-    /// Streams blocks from one orderer until it fails; the error counts the blocks it gave.
-    async fn pull_from(self: &Arc<Self>, orderer: &Orderer) -> Result<(), (u64, String)> {
+    /// Streams blocks from one orderer, each checked and queued on the thread of `checks`, until
+    /// it fails; the error counts the blocks it gave.
+    async fn pull_from(
+        &self,
+        orderer: &Orderer,
+        checks: &std::sync::mpsc::SyncSender<Check>,
+    ) -> Result<(), (u64, String)> {
         let start = self.next.load(Ordering::Acquire);
         let seek = self.seek(start).map_err(|e| (0, e))?;
         let mut client = AtomicBroadcastClient::new(orderer.deliver.clone())
@@ -357,10 +385,6 @@ impl DeliverClient {
             .await
             .map_err(|s| (0, format!("{:?}: {}", s.code(), s.message())))?
             .into_inner();
-        // The checks verify a signature and queueing for commit may wait, so they run off the
-        // async threads, on a thread of their own: the blocking pool is bounded and shared with
-        // clients' requests (chaincode runs there), which must not hold up the commits.
-        let checks = self.start_checks().map_err(|e| (0, e))?;
         let mut received = 0u64;
         loop {
             let message = stream
@@ -399,12 +423,14 @@ impl DeliverClient {
         }
     }
 
-    /// A thread that checks and queues the blocks sent to it, one at a time, until the sender
-    /// is dropped.
-    fn start_checks(self: &Arc<Self>) -> Result<std::sync::mpsc::SyncSender<Check>, String> {
+    /// Starts the thread that checks and queues the blocks [`Orderers::pull_blocks`] receives,
+    /// one at a time. The checks verify a signature and queueing for commit may wait, so they run
+    /// off the async threads, on a thread of their own: the blocking pool is bounded and shared
+    /// with clients' requests (chaincode runs there), which must not hold up the commits.
+    pub fn start_checks(self: &Arc<Self>) -> Result<Checks, String> {
         let (send, receive) = std::sync::mpsc::sync_channel::<Check>(1);
         let me = Arc::clone(self);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("block-check".into())
             .spawn(move || {
                 for (block, arrived, reply) in receive {
@@ -412,7 +438,7 @@ impl DeliverClient {
                 }
             })
             .map_err(|e| format!("starting the block check thread: {e}"))?;
-        Ok(send)
+        Ok(Checks { send, thread })
     }
 
     /// Checks one block and queues it for commit.
