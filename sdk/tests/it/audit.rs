@@ -10,7 +10,7 @@ use mercato_peer::ledger::{LedgerStore, SledLedgerStore};
 use mercato_proto::pb::common::Block;
 use prost::Message;
 
-use crate::net::{CHANNEL, Net, testcc};
+use crate::net::{CHANNEL, Net, open_stopped_ledger, testcc};
 
 fn mercato(args: Vec<String>) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_mercato"))
@@ -284,6 +284,7 @@ async fn auditor_queries_verifies_and_exports_the_ledger_and_finds_tampering() {
     // Copies of Brand2's peer's data, taken once it has stopped (a running peer locks them).
     let data = net.peer_configs[1].node.data_dir.clone();
     net.peers[1].take().unwrap().stop().await;
+    drop(open_stopped_ledger(&data.join("ledger")).await);
     let copies = tempfile::tempdir().unwrap();
     let (good, bad_block, bad_state, bad_code) = (
         copies.path().join("good"),
@@ -448,7 +449,7 @@ async fn audit_verify_names_the_block_from_which_a_peer_diverges() {
     let data = net.peer_configs[1].node.data_dir.clone();
     net.peers[1].take().unwrap().stop().await;
     let recorded = {
-        let store = SledLedgerStore::open(&data.join("ledger"), CHANNEL).unwrap();
+        let store = open_stopped_ledger(&data.join("ledger")).await;
         let block = Block::decode(store.block(last).unwrap().unwrap().as_slice()).unwrap();
         mercato_proto::block::commit_hash(&block).unwrap().unwrap()
     };

@@ -389,6 +389,21 @@ impl Net {
     }
 }
 
+/// Opens the ledger in a stopped peer's `ledger` folder, waiting (boundedly) for sled's threads
+/// to let go of its lock: in production the stopped peer is a process that has exited.
+pub async fn open_stopped_ledger(dir: &Path) -> mercato_peer::ledger::SledLedgerStore {
+    for _ in 0..300 {
+        match mercato_peer::ledger::SledLedgerStore::open(dir, CHANNEL) {
+            Ok(store) => return store,
+            Err(e) if e.to_string().contains("acquire lock") => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("{}: {e}", dir.display()),
+        }
+    }
+    panic!("{} stayed locked", dir.display());
+}
+
 /// Starts a peer again on its files, waiting (boundedly) for the stopped one's sled flusher to
 /// let go of them: in production a restart is a new process.
 pub async fn restart_peer(config: &mercato_peer::node::Config) -> mercato_peer::node::Running {
