@@ -41,6 +41,13 @@ const ENDORSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest proposal response accepted from another peer.
 const MAX_RESPONSE_BYTES: usize = 16 << 20;
 
+/// The request metadata in which a gateway tells the peers it asks to endorse its own ledger
+/// height: a Mercato peer that refuses the proposal while behind that height waits (boundedly) to
+/// reach it and simulates once more, so that a client's transaction that builds on its last one,
+/// committed on the gateway's peer, is not refused by a peer that has not yet committed it. Other
+/// peers (Fabric's) ignore it.
+pub const SEEN_HEIGHT_METADATA: &str = "mercato-seen-height";
+
 /// Why an Endorse failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndorseError {
@@ -491,10 +498,11 @@ impl Gateway {
                 message: format!("the channel configuration lists no peer of {org}"),
             });
         };
+        let seen = self.seen_height();
         let mut last = None;
         for peer in peers {
             let mut client = peer.client.clone();
-            let call = client.process_proposal((*signed).clone());
+            let call = client.process_proposal(with_seen_height((*signed).clone(), seen));
             match tokio::time::timeout(ENDORSE_TIMEOUT, call).await {
                 Err(_) => last = Some(format!("{}: timed out", peer.address)),
                 Ok(Err(status)) => {
@@ -551,12 +559,12 @@ impl Gateway {
                 format!("the channel configuration lists no peer of {org}"),
             ));
         };
+        let seen = self.seen_height();
         let mut last = String::new();
         for peer in peers {
             let mut client = peer.client.clone();
-            match tokio::time::timeout(ENDORSE_TIMEOUT, client.process_proposal(signed.clone()))
-                .await
-            {
+            let call = client.process_proposal(with_seen_height(signed.clone(), seen));
+            match tokio::time::timeout(ENDORSE_TIMEOUT, call).await {
                 Ok(Ok(r)) => return Ok(r.into_inner()),
                 Ok(Err(status)) => last = format!("{:?}: {}", status.code(), status.message()),
                 Err(_) => last = "timed out".into(),
@@ -568,6 +576,11 @@ impl Gateway {
         ))
     }
 
+    /// This peer's ledger height (none when its savepoint cannot be read: then nothing is sent).
+    fn seen_height(&self) -> Option<u64> {
+        self.store.savepoint().ok().flatten().map(|s| s.number + 1)
+    }
+
     fn detail(&self, address: &str, org: &str, status: i32, message: &str) -> ErrorDetail {
         ErrorDetail {
             address: address.to_owned(),
@@ -575,6 +588,17 @@ impl Gateway {
             message: format!("chaincode response {status}, {message}"),
         }
     }
+}
+
+/// A request for `signed` that tells the endorser this gateway's height, `seen`.
+fn with_seen_height(signed: SignedProposal, seen: Option<u64>) -> tonic::Request<SignedProposal> {
+    let mut request = tonic::Request::new(signed);
+    if let Some(height) = seen {
+        request
+            .metadata_mut()
+            .insert(SEEN_HEIGHT_METADATA, height.into());
+    }
+    request
 }
 
 /// One organisation's answer.

@@ -1,14 +1,28 @@
 //! `protos.Endorser/ProcessProposal`: every outcome is a `ProposalResponse` (a refusal carries a
 //! status of 400 or more and a message), as Fabric's endorser answers.
+//!
+//! A gateway may say how far its own ledger has got ([`SEEN_HEIGHT_METADATA`]). When this peer,
+//! behind that height, refuses the proposal, it waits up to [`CATCH_UP_WAIT`] for its committer to
+//! reach the height and simulates once more: the refusal may only mean that it has not yet
+//! committed the client's previous transaction (an order shipped right after it was placed). A
+//! proposal this peer endorses is answered at once, whatever its height.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use mercato_proto::pb::protos::endorser_server::Endorser as EndorserApi;
 use mercato_proto::pb::protos::{ProposalResponse, SignedProposal};
+use mercato_proto::response::STATUS_ERROR_THRESHOLD;
+use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
 use super::{PeerChannel, blocking};
+use crate::committer::Committer;
 use crate::endorser::Purpose;
+use crate::gateway::SEEN_HEIGHT_METADATA;
+
+/// The longest a refused proposal waits for this peer to reach the gateway's height.
+pub const CATCH_UP_WAIT: Duration = Duration::from_secs(1);
 
 pub(super) struct EndorserService {
     channel: Arc<PeerChannel>,
@@ -26,10 +40,43 @@ impl EndorserApi for EndorserService {
         &self,
         request: Request<SignedProposal>,
     ) -> Result<Response<ProposalResponse>, Status> {
-        let channel = Arc::clone(&self.channel);
-        let signed = request.into_inner();
-        let response =
-            blocking(move || channel.endorser.process_proposal(&signed, Purpose::Endorse)).await?;
+        // Malformed or absent: no catching up, the proposal is answered as it stands.
+        let seen = request
+            .metadata()
+            .get(SEEN_HEIGHT_METADATA)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let signed = Arc::new(request.into_inner());
+        let process = || {
+            let channel = Arc::clone(&self.channel);
+            let signed = Arc::clone(&signed);
+            blocking(move || channel.endorser.process_proposal(&signed, Purpose::Endorse))
+        };
+        let response = process().await?;
+        let refused = response
+            .response
+            .as_ref()
+            .is_none_or(|r| r.status >= STATUS_ERROR_THRESHOLD);
+        if let Some(seen) = seen
+            && refused
+            && self.channel.committer.height() < seen
+            && reached(&self.channel.committer, seen, CATCH_UP_WAIT).await
+        {
+            return Ok(Response::new(process().await?));
+        }
         Ok(Response::new(response))
     }
+}
+
+/// Waits up to `wait` for `committer` to reach `height`; whether it did.
+async fn reached(committer: &Committer, height: u64, wait: Duration) -> bool {
+    let mut events = committer.subscribe();
+    let deadline = tokio::time::Instant::now() + wait;
+    while committer.height() < height {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {}
+            Ok(Err(RecvError::Closed)) | Err(_) => return false,
+        }
+    }
+    true
 }

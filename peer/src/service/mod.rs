@@ -12,6 +12,8 @@ mod endorser;
 mod gateway;
 mod ledger;
 
+pub use endorser::CATCH_UP_WAIT;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use mercato_ca::crypto::to_pem;
 use mercato_ca::{KeyAlgorithm, Role, SigningIdentity};
@@ -36,6 +37,7 @@ use crate::wasm;
 struct Peer {
     net: Net,
     committer: Arc<Committer>,
+    endorser: Arc<Endorser>,
     channel: Channel,
     last: Block,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -84,7 +86,7 @@ async fn start() -> Peer {
         readers: "ANY Readers".parse().unwrap(),
         store,
         committer: Arc::clone(&committer),
-        endorser,
+        endorser: Arc::clone(&endorser),
         gateway: None,
         limits: Limits::default(),
     });
@@ -107,6 +109,7 @@ async fn start() -> Peer {
     Peer {
         net,
         committer,
+        endorser,
         channel,
         last: genesis,
         stop: Some(stop),
@@ -253,6 +256,63 @@ async fn endorser_and_evaluate_over_tls() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_proposal_waits_for_the_height_its_gateway_has_seen() {
+    use mercato_peer::gateway::SEEN_HEIGHT_METADATA;
+    let mut peer = start().await;
+    let endorser = EndorserClient::new(peer.channel.clone());
+    let call = |p: SignedProposal, seen: Option<&str>| {
+        let mut request = tonic::Request::new(p);
+        if let Some(seen) = seen {
+            request
+                .metadata_mut()
+                .insert(SEEN_HEIGHT_METADATA, seen.parse().unwrap());
+        }
+        let mut endorser = endorser.clone();
+        async move {
+            let r = endorser
+                .process_proposal(request)
+                .await
+                .unwrap()
+                .into_inner();
+            r.response.unwrap()
+        }
+    };
+    let refused = || peer.endorser.metrics.refused.load(Ordering::Relaxed);
+    let get = |peer: &Peer| peer.proposal(&peer.net.client, &["get", "k"]);
+    // Without the gateway's height, or with one that is not a number, the refusal comes at once.
+    assert_eq!(call(get(&peer), None).await.status, 404);
+    assert_eq!(call(get(&peer), Some("soon")).await.status, 404);
+    assert_eq!(refused(), 2);
+
+    // A gateway that has seen one block more: the peer, refusing, waits for it, and the block
+    // that writes the key commits meanwhile.
+    let seen = (peer.committer.height() + 1).to_string();
+    let waiting = tokio::spawn(call(get(&peer), Some(&seen)));
+    for _ in 0..1000 {
+        if refused() == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    assert_eq!(refused(), 3, "the proposal was not simulated");
+    peer.commit(&["k"]);
+    let answer = waiting.await.unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.message);
+    assert_eq!(answer.payload, b"v");
+
+    // A height this peer does not reach in time: refused once the wait is over.
+    let far = (peer.committer.height() + 100).to_string();
+    let started = std::time::Instant::now();
+    let answer = call(
+        peer.proposal(&peer.net.client, &["get", "nope"]),
+        Some(&far),
+    )
+    .await;
+    assert_eq!(answer.status, 404);
+    assert!(started.elapsed() >= mercato_peer::service::CATCH_UP_WAIT);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
