@@ -11,8 +11,9 @@
 //! the shop owner's commission and the platform's fee account, the sales totals counted) — so
 //! every settlement credits the same hot accounts. A step that fails before committing
 //! anything (an endorsement refused because the other organisation's peer has not yet
-//! committed the previous step, or an MVCC conflict) is retried up to four times, after 20, 40,
-//! 80 and 160 ms; every failed attempt is counted, and an order whose step still fails is
+//! committed the previous step — a Mercato peer waits up to a second to catch up before it
+//! refuses, other peers may not — or an MVCC conflict) is retried up to four times, after 20,
+//! 40, 80 and 160 ms; every failed attempt is counted, and an order whose step still fails is
 //! abandoned. The report then also gives settled orders per second.
 
 use std::collections::BTreeMap;
