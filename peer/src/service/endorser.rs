@@ -52,14 +52,16 @@ impl EndorserApi for EndorserService {
             let signed = Arc::clone(&signed);
             blocking(move || channel.endorser.process_proposal(&signed, Purpose::Endorse))
         };
+        // The height before the simulation: the state it ran on was at least this new, perhaps
+        // newer (a block may commit meanwhile), never older.
+        let behind = seen.filter(|&seen| self.channel.committer.height() < seen);
         let response = process().await?;
         let refused = response
             .response
             .as_ref()
             .is_none_or(|r| r.status >= STATUS_ERROR_THRESHOLD);
-        if let Some(seen) = seen
+        if let Some(seen) = behind
             && refused
-            && self.channel.committer.height() < seen
             && reached(&self.channel.committer, seen, CATCH_UP_WAIT).await
         {
             return Ok(Response::new(process().await?));

@@ -288,10 +288,11 @@ async fn a_refused_proposal_waits_for_the_height_its_gateway_has_seen() {
     assert_eq!(refused(), 2);
 
     // A gateway that has seen one block more: the peer, refusing, waits for it, and the block
-    // that writes the key commits meanwhile.
+    // that writes the key commits meanwhile (before or after the wait began: either way the
+    // refusal came from a state older than the gateway's, and the proposal runs again).
     let seen = (peer.committer.height() + 1).to_string();
     let waiting = tokio::spawn(call(get(&peer), Some(&seen)));
-    for _ in 0..1000 {
+    for _ in 0..2500 {
         if refused() == 3 {
             break;
         }
