@@ -74,6 +74,20 @@ impl Home {
     }
 }
 
+/// Binds a CA server on `dir`, waiting (boundedly) for sled's threads to let go of the registry
+/// that `init` or a stopped server just closed: in production a restart is a new process.
+async fn bind_when_free(dir: &Path, config: Config) -> CaServer {
+    for _ in 0..300 {
+        match CaServer::bind(dir, config.clone()).await {
+            Err(e) if e.to_string().contains("acquire lock") => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("{}: the registry stayed locked", dir.display());
+}
+
 /// A running CA.
 struct Running {
     url: String,
@@ -86,7 +100,7 @@ struct Running {
 impl Running {
     async fn start(home: &Home) -> Running {
         let config = CaHome::new(&home.dir).load_config().unwrap();
-        let server = CaServer::bind(&home.dir, config).await.unwrap();
+        let server = bind_when_free(&home.dir, config).await;
         let url = format!("https://127.0.0.1:{}", server.local_addr().port());
         let core = Arc::clone(server.core());
         let (stop, stopped) = oneshot::channel();
@@ -1175,7 +1189,7 @@ async fn init_makes_private_keys_and_never_overwrites_a_home() {
     let mut config = test_config();
     config.server.hosts = vec!["127.0.0.1".into(), "ca.example.com".into()];
     let before = std::fs::read(h.server_cert_path()).unwrap();
-    let server = CaServer::bind(&home.dir, config).await.unwrap();
+    let server = bind_when_free(&home.dir, config).await;
     drop(server);
     let after = std::fs::read(h.server_cert_path()).unwrap();
     assert_ne!(before, after);

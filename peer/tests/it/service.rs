@@ -138,6 +138,13 @@ impl Peer {
 
     /// Commits a block of transactions writing `keys`, returning their txids.
     fn commit(&mut self, keys: &[&str]) -> Vec<String> {
+        let (block, txids) = self.next_block(keys);
+        self.commit_next(block);
+        txids
+    }
+
+    /// The next block, of transactions writing `keys`, and their txids.
+    fn next_block(&self, keys: &[&str]) -> (Block, Vec<String>) {
         let (envs, txids): (Vec<Vec<u8>>, Vec<String>) = keys
             .iter()
             .map(|k| {
@@ -146,10 +153,12 @@ impl Peer {
             })
             .unzip();
         let number = self.committer.height();
-        let block = self.net.block(number, &self.last, envs);
+        (self.net.block(number, &self.last, envs), txids)
+    }
+
+    fn commit_next(&mut self, block: Block) {
         self.committer.commit_block(block.clone()).unwrap();
         self.last = block;
-        txids
     }
 
     fn seek(
@@ -291,6 +300,8 @@ async fn a_refused_proposal_waits_for_the_height_its_gateway_has_seen() {
     // that writes the key commits meanwhile (before or after the wait began: either way the
     // refusal came from a state older than the gateway's, and the proposal runs again).
     let seen = (peer.committer.height() + 1).to_string();
+    // Built beforehand: only its commit has to fit in the peer's wait.
+    let (block, _) = peer.next_block(&["k"]);
     let waiting = tokio::spawn(call(get(&peer), Some(&seen)));
     for _ in 0..2500 {
         if refused() == 3 {
@@ -299,7 +310,7 @@ async fn a_refused_proposal_waits_for_the_height_its_gateway_has_seen() {
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     assert_eq!(refused(), 3, "the proposal was not simulated");
-    peer.commit(&["k"]);
+    peer.commit_next(block);
     let answer = waiting.await.unwrap();
     assert_eq!(answer.status, 200, "{}", answer.message);
     assert_eq!(answer.payload, b"v");
