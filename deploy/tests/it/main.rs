@@ -59,8 +59,9 @@ async fn up_runs_the_demo_and_the_network_it_leaves_agrees_everywhere() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("net");
     let _down = Down(&data);
-    // 16 consecutive ports, away from other tests' ephemeral ones.
-    let base = 20_000 + (std::process::id() % 2_000) * 16;
+    // 16 consecutive ports, below Linux's ephemeral range (32768 on), so that no connection's
+    // own port can take one.
+    let base = 20_000 + (std::process::id() % 750) * 16;
     let (ok, out, err) = tokio::task::spawn_blocking({
         let data = data.clone();
         move || {
