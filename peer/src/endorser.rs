@@ -49,6 +49,9 @@ pub struct EndorserMetrics {
     pub endorsed: std::sync::atomic::AtomicU64,
     /// Proposals refused (by the checks or the chaincode).
     pub refused: std::sync::atomic::AtomicU64,
+    /// Proposals refused while this peer was behind the height their gateway had seen, and
+    /// simulated again once it caught up (each counted by the outcome of both simulations too).
+    pub caught_up: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Endorser {

@@ -753,6 +753,12 @@ impl Operations {
             "counter",
             e.refused.load(Ordering::Relaxed).to_string(),
         );
+        metric(
+            "proposals_caught_up_total",
+            "Proposals refused while behind the height their gateway had seen, simulated again once this peer reached it.",
+            "counter",
+            e.caught_up.load(Ordering::Relaxed).to_string(),
+        );
         out.push_str("# HELP mercato_peer_transactions_total Committed transactions by validation code.\n# TYPE mercato_peer_transactions_total counter\n");
         for (code, n) in m.codes.iter().enumerate() {
             let n = n.load(Ordering::Relaxed);

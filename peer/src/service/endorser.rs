@@ -64,6 +64,10 @@ impl EndorserApi for EndorserService {
             && refused
             && reached(&self.channel.committer, seen, CATCH_UP_WAIT).await
         {
+            let metrics = &self.channel.endorser.metrics;
+            metrics
+                .caught_up
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(Response::new(process().await?));
         }
         Ok(Response::new(response))

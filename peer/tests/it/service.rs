@@ -314,6 +314,7 @@ async fn a_refused_proposal_waits_for_the_height_its_gateway_has_seen() {
     let answer = waiting.await.unwrap();
     assert_eq!(answer.status, 200, "{}", answer.message);
     assert_eq!(answer.payload, b"v");
+    assert_eq!(peer.endorser.metrics.caught_up.load(Ordering::Relaxed), 1);
 
     // A height this peer does not reach in time: refused once the wait is over.
     let far = (peer.committer.height() + 100).to_string();
