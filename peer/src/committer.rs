@@ -136,6 +136,22 @@ impl Committer {
         self.events.subscribe()
     }
 
+    /// Waits up to `wait` for the height to reach `height`; whether it did (false also once the
+    /// committer has stopped).
+    pub async fn reached(&self, height: u64, wait: std::time::Duration) -> bool {
+        use tokio::sync::broadcast::error::RecvError;
+        // Subscribed before looking, so that a commit between the two is not missed.
+        let mut events = self.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        while self.height() < height {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {}
+                Ok(Err(RecvError::Closed)) | Err(_) => return false,
+            }
+        }
+        true
+    }
+
     /// Commits the genesis block: the channel's trust anchor, taken as it is (its configuration
     /// is what the channel's MSPs and policies were built from).
     pub fn commit_genesis(&self, mut block: Block) -> Result<Arc<BlockEvent>> {

@@ -29,6 +29,7 @@ use mercato_proto::transaction::new_transaction;
 use tokio::task::JoinSet;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity as TlsIdentity};
 
+use crate::committer::Committer;
 use crate::endorser::{Endorser, Purpose};
 use crate::error::Result;
 use crate::ledger::{LedgerStore, VersionedValue};
@@ -86,6 +87,7 @@ pub struct Gateway {
     address: String,
     endorser: Arc<Endorser>,
     store: Arc<dyn LedgerStore>,
+    committer: Arc<Committer>,
     definitions: Arc<dyn ChaincodeDefinitions>,
     msps: Arc<MspManager>,
     org_policies: OrgPolicies,
@@ -181,6 +183,8 @@ pub struct GatewayParts {
     pub address: String,
     pub endorser: Arc<Endorser>,
     pub store: Arc<dyn LedgerStore>,
+    /// This peer's committer, whose height goes with every forwarded proposal.
+    pub committer: Arc<Committer>,
     pub definitions: Arc<dyn ChaincodeDefinitions>,
     pub msps: Arc<MspManager>,
     pub tls: ClientTls,
@@ -231,6 +235,7 @@ impl Gateway {
             address: parts.address,
             endorser: parts.endorser,
             store: parts.store,
+            committer: parts.committer,
             definitions: parts.definitions,
             msps: parts.msps,
             org_policies: config.org_policies(),
@@ -498,7 +503,7 @@ impl Gateway {
                 message: format!("the channel configuration lists no peer of {org}"),
             });
         };
-        let seen = self.seen_height();
+        let seen = self.committer.height();
         let mut last = None;
         for peer in peers {
             let mut client = peer.client.clone();
@@ -559,7 +564,7 @@ impl Gateway {
                 format!("the channel configuration lists no peer of {org}"),
             ));
         };
-        let seen = self.seen_height();
+        let seen = self.committer.height();
         let mut last = String::new();
         for peer in peers {
             let mut client = peer.client.clone();
@@ -576,11 +581,6 @@ impl Gateway {
         ))
     }
 
-    /// This peer's ledger height (none when its savepoint cannot be read: then nothing is sent).
-    fn seen_height(&self) -> Option<u64> {
-        self.store.savepoint().ok().flatten().map(|s| s.number + 1)
-    }
-
     fn detail(&self, address: &str, org: &str, status: i32, message: &str) -> ErrorDetail {
         ErrorDetail {
             address: address.to_owned(),
@@ -591,13 +591,11 @@ impl Gateway {
 }
 
 /// A request for `signed` that tells the endorser this gateway's height, `seen`.
-fn with_seen_height(signed: SignedProposal, seen: Option<u64>) -> tonic::Request<SignedProposal> {
+fn with_seen_height(signed: SignedProposal, seen: u64) -> tonic::Request<SignedProposal> {
     let mut request = tonic::Request::new(signed);
-    if let Some(height) = seen {
-        request
-            .metadata_mut()
-            .insert(SEEN_HEIGHT_METADATA, height.into());
-    }
+    request
+        .metadata_mut()
+        .insert(SEEN_HEIGHT_METADATA, seen.into());
     request
 }
 

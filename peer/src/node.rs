@@ -491,6 +491,7 @@ pub async fn start(config: &Config) -> Result<Running, NodeError> {
             address,
             endorser: Arc::clone(&endorser),
             store: Arc::clone(&store),
+            committer: Arc::clone(&committer),
             definitions: Arc::new(LifecycleDefinitions::new()),
             msps: Arc::clone(&msps),
             tls: ClientTls {

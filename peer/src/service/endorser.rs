@@ -13,11 +13,9 @@ use std::time::Duration;
 use mercato_proto::pb::protos::endorser_server::Endorser as EndorserApi;
 use mercato_proto::pb::protos::{ProposalResponse, SignedProposal};
 use mercato_proto::response::STATUS_ERROR_THRESHOLD;
-use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
 use super::{PeerChannel, blocking};
-use crate::committer::Committer;
 use crate::endorser::Purpose;
 use crate::gateway::SEEN_HEIGHT_METADATA;
 
@@ -62,7 +60,7 @@ impl EndorserApi for EndorserService {
             .is_none_or(|r| r.status >= STATUS_ERROR_THRESHOLD);
         if let Some(seen) = behind
             && refused
-            && reached(&self.channel.committer, seen, CATCH_UP_WAIT).await
+            && self.channel.committer.reached(seen, CATCH_UP_WAIT).await
         {
             let metrics = &self.channel.endorser.metrics;
             metrics
@@ -72,17 +70,4 @@ impl EndorserApi for EndorserService {
         }
         Ok(Response::new(response))
     }
-}
-
-/// Waits up to `wait` for `committer` to reach `height`; whether it did.
-async fn reached(committer: &Committer, height: u64, wait: Duration) -> bool {
-    let mut events = committer.subscribe();
-    let deadline = tokio::time::Instant::now() + wait;
-    while committer.height() < height {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {}
-            Ok(Err(RecvError::Closed)) | Err(_) => return false,
-        }
-    }
-    true
 }
