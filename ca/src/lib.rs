@@ -5,7 +5,8 @@
 //! (Fabric's NodeOUs: client, peer, orderer, admin, plus Mercato's auditor) and attributes in Fabric
 //! CA's extension. Signatures are ECDSA P-256 with SHA-256 and low-S (Fabric's default), or Ed25519
 //! (Fabric 3; much faster to verify, more so batched). `ring` is the only crypto provider;
-//! `ed25519-dalek` does batch verification.
+//! Ed25519 is verified with `curve25519-dalek` under one cofactored rule, single or batched, so a
+//! verdict never depends on which other signatures share a batch.
 //!
 //! The CA server (`mercato-ca start`) serves `mercato.CertificateAuthority` over TLS from a CA home
 //! made by `mercato-ca init`: registration, enrollment with a locally generated key's CSR,

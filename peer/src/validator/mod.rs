@@ -2,7 +2,8 @@
 //!
 //! 1. [`verify`]: stateless and parallel across cores — block data hash and orderer signatures;
 //!    per transaction, structure, channel, creator signature, txid and endorsement signatures.
-//!    Ed25519 signatures are verified in batches.
+//!    Ed25519 signatures are verified in batches, under the same rule as a single check, so a
+//!    code never depends on how the block was chunked across threads.
 //! 2. [`mvcc`]: sequential in block order against the state — duplicate txids, endorsement
 //!    policies ([`endorsement`], read from the chaincode definitions live at that point of the
 //!    block), read versions (MVCC), range re-runs (phantom reads) and commutative deltas with
