@@ -61,14 +61,17 @@ pub fn apply_block(
             tx: i as u64,
         };
         let mut code = tx.code;
-        if let Mode::Validate(ctx) = mode
-            && code.is_valid()
-        {
+        if let Mode::Validate(ctx) = mode {
+            // A genuine txid seen before is a duplicate whatever else is wrong with the
+            // transaction (Fabric checks duplicates before endorsements), so that a re-signed
+            // variant of a committed transaction can never replace its entry in the index.
             if let Some(txid) = &tx.txid
                 && (block_txids.contains(txid) || store.tx_location(txid)?.is_some())
             {
                 code = TxValidationCode::DuplicateTxid.into();
-            } else if let Err(failure) = endorsement::check(&block, tx, ctx)? {
+            } else if code.is_valid()
+                && let Err(failure) = endorsement::check(&block, tx, ctx)?
+            {
                 code = failure;
             }
         }

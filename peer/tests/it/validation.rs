@@ -355,6 +355,43 @@ fn duplicate_txid_in_the_block_and_in_the_ledger() {
 }
 
 #[test]
+fn a_repeated_txid_is_a_duplicate_whatever_else_is_wrong_with_it() {
+    // The client re-signs its committed transaction with a broken endorsement: same nonce and
+    // creator, so the same genuine txid. It is a duplicate (Fabric checks duplicates before
+    // endorsements), and the index keeps pointing at the valid original.
+    let net = Net::new(KeyAlgorithm::EcdsaP256);
+    let (committer, b1) = base(&net);
+    let (env, txid) = net.tx(&rw::one(rw::put(rw::ns("market"), "p", "1")));
+    let broken = net
+        .resign(&env, &net.client, |p| {
+            use mercato_proto::pb::protos::ChaincodeActionPayload;
+            let mut tx = Transaction::decode(p.data.as_slice()).unwrap();
+            let mut cap = ChaincodeActionPayload::decode(tx.actions[0].payload.as_slice()).unwrap();
+            let e = &mut cap.action.as_mut().unwrap().endorsements[0];
+            let n = e.signature.len();
+            e.signature[n - 2] ^= 1;
+            tx.actions[0].payload = cap.encode_to_vec();
+            p.data = tx.encode_to_vec();
+        })
+        .encode_to_vec();
+    assert_eq!(
+        code_of(&net, broken.clone()),
+        C::EndorsementPolicyFailure.into()
+    );
+    // In the same block after the original, and in a later block.
+    let b2 = net.block(2, &b1, vec![env.encode_to_vec(), broken.clone()]);
+    let out = committer.commit_block(b2.clone()).unwrap();
+    assert_eq!(out.txs[0].code, ValidationCode::VALID);
+    assert_eq!(out.txs[1].code, C::DuplicateTxid.into());
+    let out = committer
+        .commit_block(net.block(3, &b2, vec![broken]))
+        .unwrap();
+    assert_eq!(out.txs[0].code, C::DuplicateTxid.into());
+    let loc = committer.store().tx_location(&txid).unwrap().unwrap();
+    assert_eq!((loc.block, loc.tx, loc.code), (2, 0, 0));
+}
+
+#[test]
 fn forged_txid_is_not_indexed() {
     // A transaction whose creator signature fails must not claim its txid: the real client's
     // transaction with that txid must still commit afterwards.
