@@ -74,6 +74,16 @@ impl MspManager {
         Ok(id)
     }
 
+    /// [`MspManager::identity_at`] the system clock: for requests (proposals, broadcasts, seeks,
+    /// queries), where Fabric refuses an expired certificate. Never for block validation, which
+    /// reads no clock.
+    pub fn identity_now(&self, serialized: &[u8]) -> Result<Arc<Identity>> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.identity_at(serialized, now)
+    }
+
     /// Validates serialized identity bytes without the cache.
     pub fn validate_uncached(&self, serialized: &[u8]) -> Result<Identity> {
         let sid = parse_serialized_identity(serialized, &self.limits)?;

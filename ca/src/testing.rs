@@ -25,7 +25,9 @@ pub struct TestOrg {
 impl TestOrg {
     /// A new organisation with a fresh root CA valid around [`NOW`] (and for a century after).
     pub fn new(id: &str) -> TestOrg {
-        let validity = Validity::days_from(NOW - 30 * 86_400, 36_500);
+        // From years before NOW, so that the members are valid on the real clock as well
+        // (request paths check it).
+        let validity = Validity::days_from(NOW - 4 * 365 * 86_400, 36_500);
         TestOrg {
             id: id.to_owned(),
             ca: Authority::new_root(&format!("ca.{id}"), id, validity)
@@ -65,6 +67,24 @@ impl TestOrg {
         attributes: &[(&str, &str)],
         algorithm: KeyAlgorithm,
     ) -> (SigningIdentity, Vec<u8>) {
+        self.member_valid(
+            name,
+            role,
+            attributes,
+            algorithm,
+            Validity::days_from(NOW - 3 * 365 * 86_400, 36_500),
+        )
+    }
+
+    /// Issues a member valid for `validity` only (an expired one, say), with its private key.
+    pub fn member_valid(
+        &self,
+        name: &str,
+        role: Role,
+        attributes: &[(&str, &str)],
+        algorithm: KeyAlgorithm,
+        validity: Validity,
+    ) -> (SigningIdentity, Vec<u8>) {
         let (key, pkcs8) = SigningKey::generate(algorithm).unwrap_or_else(|e| panic!("key: {e}"));
         let serial = SERIAL.fetch_add(1, Ordering::Relaxed).to_be_bytes();
         let first = serial.iter().position(|&b| b != 0).unwrap_or(7);
@@ -81,7 +101,7 @@ impl TestOrg {
                     algorithm,
                     bytes: key.public_key_bytes().to_vec(),
                 },
-                validity: Validity::days_from(NOW - 86_400, 36_500),
+                validity,
                 serial: serial[first..].to_vec(),
                 hosts: Vec::new(),
             })

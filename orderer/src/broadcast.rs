@@ -136,7 +136,7 @@ impl BroadcastChecker {
             }
             Err(e) => return Err(Refusal::new(Status::BadRequest, e.to_string())),
         }
-        let creator = self.msps.identity(&header.creator).map_err(|e| {
+        let creator = self.msps.identity_now(&header.creator).map_err(|e| {
             Refusal::new(
                 Status::Forbidden,
                 format!("the creator is not a valid member of the channel: {e}"),

@@ -261,6 +261,12 @@ fn seek(read: &ReadPolicy, envelope: Envelope) -> Result<SeekInfo, (FabricStatus
             header.channel_header.r#type
         )));
     }
+    mercato_proto::deliver::check_timestamp(
+        "the seek request",
+        header.channel_header.timestamp.as_ref(),
+        mercato_proto::deliver::unix_now(),
+    )
+    .map_err(bad)?;
     if header.channel_header.channel_id != read.channel_id {
         return Err((
             FabricStatus::NotFound,
@@ -273,7 +279,7 @@ fn seek(read: &ReadPolicy, envelope: Envelope) -> Result<SeekInfo, (FabricStatus
     let forbidden = |m: String| (FabricStatus::Forbidden, m);
     let id = read
         .msps
-        .identity(&header.creator)
+        .identity_now(&header.creator)
         .map_err(|e| forbidden(format!("the creator is not a member of the channel: {e}")))?;
     id.verify(&parsed.payload_bytes, &parsed.signature)
         .map_err(|e| forbidden(format!("the signature does not verify: {e}")))?;

@@ -184,7 +184,7 @@ impl Endorser {
         header
             .check_txid()
             .map_err(|e| refuse(400, format!("{e}")))?;
-        let creator = self.msps.identity(&header.creator).map_err(|e| {
+        let creator = self.msps.identity_now(&header.creator).map_err(|e| {
             refuse(
                 403,
                 format!("the creator is not a valid member of the channel: {e}"),
@@ -199,6 +199,21 @@ impl Endorser {
                 )
             })?;
         admit(&creator).map_err(|why| refuse(403, why))?;
+        // A txid already committed would only be marked DUPLICATE_TXID at commit: refuse it
+        // before simulating and signing (Fabric's endorser does the same).
+        match self.store.tx_location(&header.channel_header.tx_id) {
+            Ok(None) => {}
+            Ok(Some(loc)) => {
+                return Err(refuse(
+                    409,
+                    format!(
+                        "duplicate transaction: txid {} is already in block {}",
+                        header.channel_header.tx_id, loc.block
+                    ),
+                ));
+            }
+            Err(e) => return Err(refuse(500, format!("the ledger could not be read: {e}"))),
+        }
         if purpose == Purpose::Endorse && !matches!(creator.role(), Role::Admin | Role::Client) {
             return Err(refuse(
                 403,

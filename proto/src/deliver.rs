@@ -5,6 +5,35 @@ use crate::pb::orderer::seek_info::SeekBehavior;
 use crate::pb::orderer::seek_position::Type as Seek;
 use crate::pb::orderer::{SeekInfo, SeekPosition};
 
+/// How far a signed request's timestamp may be from the server's clock (Fabric's
+/// `peer.authentication.timewindow`, 15 minutes): a captured request cannot be replayed later.
+pub const TIME_WINDOW_SECS: i64 = 15 * 60;
+
+/// The system clock, in seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Checks that a signed request (`what`, for the message) carries a timestamp within
+/// [`TIME_WINDOW_SECS`] of `now`.
+pub fn check_timestamp(
+    what: &str,
+    at: Option<&crate::pb::Timestamp>,
+    now: i64,
+) -> Result<(), String> {
+    let at = at.ok_or_else(|| format!("{what} has no timestamp"))?;
+    if at.seconds.abs_diff(now) > TIME_WINDOW_SECS.unsigned_abs() {
+        return Err(format!(
+            "{what}'s timestamp {} is more than {TIME_WINDOW_SECS} s from the server's clock \
+             ({now})",
+            at.seconds
+        ));
+    }
+    Ok(())
+}
+
 /// The blocks a seek request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeekRange {
@@ -36,4 +65,25 @@ pub fn resolve_seek(info: &SeekInfo, height: u64) -> Result<SeekRange, String> {
     let wait = SeekBehavior::try_from(info.behavior).unwrap_or(SeekBehavior::BlockUntilReady)
         == SeekBehavior::BlockUntilReady;
     Ok(SeekRange { start, stop, wait })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pb::Timestamp;
+
+    #[test]
+    fn timestamps_outside_the_window_or_missing_are_refused() {
+        let now = 1_800_000_000;
+        let at = |seconds| Timestamp { seconds, nanos: 0 };
+        for ok in [now, now - TIME_WINDOW_SECS, now + TIME_WINDOW_SECS] {
+            check_timestamp("seek", Some(&at(ok)), now).unwrap();
+        }
+        for late in [now - TIME_WINDOW_SECS - 1, now + 3600, i64::MIN, i64::MAX] {
+            let e = check_timestamp("seek", Some(&at(late)), now).unwrap_err();
+            assert!(e.contains("more than 900 s"), "{e}");
+        }
+        let e = check_timestamp("seek", None, now).unwrap_err();
+        assert_eq!(e, "seek has no timestamp");
+    }
 }

@@ -623,6 +623,10 @@ async fn clients_broadcast_to_any_node_and_deliver_blocks_over_tls() {
         channel_header: ChannelHeader {
             r#type: HeaderType::DeliverSeekInfo as i32,
             channel_id: CHANNEL.into(),
+            timestamp: Some(mercato_proto::pb::Timestamp {
+                seconds: mercato_proto::deliver::unix_now(),
+                nanos: 0,
+            }),
             ..Default::default()
         }
         .encode_to_vec(),

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{DELIVER_BUFFER, PeerChannel, blocking};
+use super::{DELIVER_BUFFER, PeerChannel, blocking, check_timestamp, unix_now};
 
 pub(super) struct DeliverService {
     channel: Arc<PeerChannel>,
@@ -114,8 +114,8 @@ fn serve(
                 }
             };
             let reply = match seek(&channel, envelope).await {
-                Ok((start, stop, behavior)) => {
-                    match stream_blocks(&channel, &tx, start, stop, behavior, form).await {
+                Ok(seek) => {
+                    match stream_blocks(&channel, &tx, seek, form).await {
                         Some(s) => s,
                         None => return, // The client went away.
                     }
@@ -138,35 +138,43 @@ fn serve(
 async fn seek(
     channel: &Arc<PeerChannel>,
     envelope: Envelope,
-) -> Result<(u64, u64, SeekBehavior), (FabricStatus, String)> {
+) -> Result<Seek, (FabricStatus, String)> {
     let channel2 = Arc::clone(channel);
-    let checked = blocking(move || -> Result<SeekInfo, (FabricStatus, String)> {
-        let bad = |m: String| (FabricStatus::BadRequest, m);
-        let parsed = parse_envelope_message(envelope, &channel2.limits)
-            .map_err(|e| bad(format!("malformed seek request: {e}")))?;
-        if parsed.header.channel_header.r#type != HeaderType::DeliverSeekInfo as i32 {
-            return Err(bad(format!(
-                "a seek request is of type DELIVER_SEEK_INFO (5), not {}",
-                parsed.header.channel_header.r#type
-            )));
-        }
-        channel2
-            .check_channel(&parsed.header.channel_header.channel_id)
-            .map_err(|s| (FabricStatus::NotFound, s.message().to_owned()))?;
-        let id = channel2
-            .reader(&parsed.header.creator)
-            .map_err(|s| (FabricStatus::Forbidden, s.message().to_owned()))?;
-        id.verify(&parsed.payload_bytes, &parsed.signature)
-            .map_err(|e| {
-                (
-                    FabricStatus::Forbidden,
-                    format!("the signature does not verify: {e}"),
-                )
-            })?;
-        SeekInfo::decode(parsed.data.as_slice()).map_err(|e| bad(format!("SeekInfo: {e}")))
-    })
-    .await
-    .map_err(|s| (FabricStatus::InternalServerError, s.message().to_owned()))??;
+    let (checked, expires) =
+        blocking(move || -> Result<(SeekInfo, i64), (FabricStatus, String)> {
+            let bad = |m: String| (FabricStatus::BadRequest, m);
+            let parsed = parse_envelope_message(envelope, &channel2.limits)
+                .map_err(|e| bad(format!("malformed seek request: {e}")))?;
+            if parsed.header.channel_header.r#type != HeaderType::DeliverSeekInfo as i32 {
+                return Err(bad(format!(
+                    "a seek request is of type DELIVER_SEEK_INFO (5), not {}",
+                    parsed.header.channel_header.r#type
+                )));
+            }
+            channel2
+                .check_channel(&parsed.header.channel_header.channel_id)
+                .map_err(|s| (FabricStatus::NotFound, s.message().to_owned()))?;
+            check_timestamp(
+                "the seek request",
+                parsed.header.channel_header.timestamp.as_ref(),
+            )
+            .map_err(bad)?;
+            let id = channel2
+                .reader(&parsed.header.creator)
+                .map_err(|s| (FabricStatus::Forbidden, s.message().to_owned()))?;
+            id.verify(&parsed.payload_bytes, &parsed.signature)
+                .map_err(|e| {
+                    (
+                        FabricStatus::Forbidden,
+                        format!("the signature does not verify: {e}"),
+                    )
+                })?;
+            let info = SeekInfo::decode(parsed.data.as_slice())
+                .map_err(|e| bad(format!("SeekInfo: {e}")))?;
+            Ok((info, id.validity().1))
+        })
+        .await
+        .map_err(|s| (FabricStatus::InternalServerError, s.message().to_owned()))??;
     let range = mercato_proto::deliver::resolve_seek(&checked, channel.committer.height())
         .map_err(|e| (FabricStatus::BadRequest, e))?;
     let behavior = if range.wait {
@@ -174,7 +182,22 @@ async fn seek(
     } else {
         SeekBehavior::FailIfNotReady
     };
-    Ok((range.start, range.stop, behavior))
+    Ok(Seek {
+        start: range.start,
+        stop: range.stop,
+        behavior,
+        expires,
+    })
+}
+
+/// A seek request that passed its checks.
+struct Seek {
+    start: u64,
+    stop: u64,
+    behavior: SeekBehavior,
+    /// When the reader's certificate expires (Unix seconds): the session ends then, however long
+    /// it was asked to wait for blocks.
+    expires: i64,
 }
 
 /// Sends blocks `start..=stop`, waiting for blocks not yet committed unless told to fail.
@@ -182,14 +205,25 @@ async fn seek(
 async fn stream_blocks(
     channel: &Arc<PeerChannel>,
     tx: &mpsc::Sender<Result<DeliverResponse, Status>>,
-    start: u64,
-    stop: u64,
-    behavior: SeekBehavior,
+    seek: Seek,
     form: Form,
 ) -> Option<FabricStatus> {
+    let Seek {
+        start,
+        stop,
+        behavior,
+        expires,
+    } = seek;
     let mut events = channel.committer.subscribe();
     let mut n = start;
     while n <= stop {
+        if unix_now() > expires {
+            tracing::debug!(
+                block = n,
+                "deliver session ended: the reader's certificate expired"
+            );
+            return Some(FabricStatus::Forbidden);
+        }
         if channel.committer.height() <= n {
             if behavior == SeekBehavior::FailIfNotReady {
                 return Some(FabricStatus::NotFound);

@@ -22,6 +22,7 @@ use std::time::Duration;
 use mercato_ca::policy::{OrgPolicies, Policy};
 use mercato_ca::{Identity, MspManager};
 use mercato_proto::Limits;
+use mercato_proto::deliver::unix_now;
 use mercato_proto::pb::gateway::gateway_server::GatewayServer;
 use mercato_proto::pb::mercato::ledger_server::LedgerServer;
 use mercato_proto::pb::protos::deliver_server::DeliverServer;
@@ -39,6 +40,13 @@ pub const MAX_REQUEST_BYTES: usize = 16 << 20;
 pub const MAX_RESPONSE_BYTES: usize = 128 << 20;
 /// How many responses a Deliver stream buffers before it waits for the client.
 const DELIVER_BUFFER: usize = 2;
+/// Checks a signed request's timestamp against the peer's clock (within 15 minutes).
+fn check_timestamp(
+    what: &str,
+    at: Option<&mercato_proto::pb::Timestamp>,
+) -> std::result::Result<(), String> {
+    mercato_proto::deliver::check_timestamp(what, at, unix_now())
+}
 
 /// One channel as the services see it.
 pub struct PeerChannel {
@@ -73,7 +81,7 @@ impl std::fmt::Debug for PeerChannel {
 impl PeerChannel {
     /// The identity of serialized `creator`, if it is a member allowed to read the channel.
     fn reader(&self, creator: &[u8]) -> Result<Arc<Identity>, tonic::Status> {
-        let id = self.msps.identity(creator).map_err(|e| {
+        let id = self.msps.identity_now(creator).map_err(|e| {
             tonic::Status::permission_denied(format!(
                 "the identity is not a valid member of channel {}: {e}",
                 self.channel_id

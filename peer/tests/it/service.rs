@@ -168,10 +168,27 @@ impl Peer {
         stop: Seek,
         behavior: SeekBehavior,
     ) -> mercato_proto::pb::common::Envelope {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        self.seek_at(who, start, stop, behavior, Some(now))
+    }
+
+    /// A seek request stamped `at` (Unix seconds), or not stamped.
+    fn seek_at(
+        &self,
+        who: &SigningIdentity,
+        start: Seek,
+        stop: Seek,
+        behavior: SeekBehavior,
+        at: Option<i64>,
+    ) -> mercato_proto::pb::common::Envelope {
         let header = Header {
             channel_header: ChannelHeader {
                 r#type: HeaderType::DeliverSeekInfo as i32,
                 channel_id: CHANNEL.into(),
+                timestamp: at.map(|seconds| Timestamp { seconds, nanos: 0 }),
                 ..Default::default()
             }
             .encode_to_vec(),
@@ -265,6 +282,68 @@ async fn endorser_and_evaluate_over_tls() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endorser_refuses_a_committed_txid_and_an_expired_creator() {
+    let mut peer = start().await;
+    let mut endorser = EndorserClient::new(peer.channel.clone());
+    let proposal = peer.proposal(&peer.net.client, &["put", "dup", "1"]);
+    let response = endorser
+        .process_proposal(proposal.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.response.as_ref().unwrap().status, 200);
+    // Its transaction commits (one endorsement of a 2-of-2 chaincode: invalid, but its genuine
+    // txid is indexed all the same).
+    let parsed =
+        mercato_proto::proposal::parse_signed_proposal(&proposal, &Limits::DEFAULT).unwrap();
+    let txid = parsed.header.channel_header.tx_id.clone();
+    let mut env =
+        mercato_proto::transaction::new_transaction(&parsed, &[response], &Limits::DEFAULT)
+            .unwrap();
+    env.signature = peer.net.client.sign(&env.payload).unwrap();
+    let number = peer.committer.height();
+    let block = peer
+        .net
+        .block(number, &peer.last, vec![env.encode_to_vec()]);
+    peer.commit_next(block);
+    assert!(peer.committer.store().tx_location(&txid).unwrap().is_some());
+    let again = endorser
+        .process_proposal(proposal)
+        .await
+        .unwrap()
+        .into_inner();
+    let r = again.response.unwrap();
+    assert_eq!(r.status, 409, "{}", r.message);
+    assert!(r.message.contains("duplicate transaction"), "{}", r.message);
+    assert!(again.endorsement.is_none());
+
+    // A client whose certificate expired an hour ago.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (expired, _) = peer.net.orgs[2].member_valid(
+        "old-carol",
+        Role::Client,
+        &[],
+        KeyAlgorithm::EcdsaP256,
+        mercato_ca::authority::Validity {
+            not_before: now - 86_400,
+            not_after: now - 3600,
+        },
+    );
+    let r = endorser
+        .process_proposal(peer.proposal(&expired, &["put", "late", "1"]))
+        .await
+        .unwrap()
+        .into_inner()
+        .response
+        .unwrap();
+    assert_eq!(r.status, 403, "{}", r.message);
+    assert!(r.message.contains("old-carol"), "{}", r.message);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -462,6 +541,51 @@ async fn deliver_streams_blocks_and_waits_for_new_ones() {
     );
     forged.signature = peer.net.client.sign(&forged.payload).unwrap();
     tx.send(forged).await.unwrap();
+    assert_eq!(
+        next(&mut stream).await,
+        Reply::Status(FabricStatus::Forbidden as i32)
+    );
+    // A replayed request (stamped an hour ago) or one without a timestamp is not served.
+    let an_hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 3600;
+    for at in [Some(an_hour_ago), None] {
+        tx.send(peer.seek_at(
+            &client,
+            Seek::Oldest(SeekOldest {}),
+            Seek::Oldest(SeekOldest {}),
+            SeekBehavior::FailIfNotReady,
+            at,
+        ))
+        .await
+        .unwrap();
+        assert_eq!(
+            next(&mut stream).await,
+            Reply::Status(FabricStatus::BadRequest as i32),
+            "stamped {at:?}"
+        );
+    }
+    // A reader whose certificate has expired is refused.
+    let (expired, _) = peer.net.orgs[2].member_valid(
+        "old-eve",
+        Role::Auditor,
+        &[],
+        KeyAlgorithm::EcdsaP256,
+        mercato_ca::authority::Validity {
+            not_before: an_hour_ago - 86_400,
+            not_after: an_hour_ago,
+        },
+    );
+    tx.send(peer.seek(
+        &expired,
+        Seek::Oldest(SeekOldest {}),
+        Seek::Oldest(SeekOldest {}),
+        SeekBehavior::FailIfNotReady,
+    ))
+    .await
+    .unwrap();
     assert_eq!(
         next(&mut stream).await,
         Reply::Status(FabricStatus::Forbidden as i32)
