@@ -3,7 +3,6 @@
 //! store on the blocking pool, in bounded pages.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use mercato_proto::block::{commit_hash, parse_block};
 use mercato_proto::hash::block_header_hash;
@@ -20,18 +19,18 @@ use mercato_proto::transaction::parse_transaction;
 use mercato_proto::{Limits, ValidationCode};
 use tonic::{Request, Response, Status};
 
-use super::{PeerChannel, blocking};
+use super::{PeerChannel, blocking, check_timestamp};
 use crate::audit::{describe_transaction, pb_version};
 use crate::ledger::{LedgerStore, Version, VersionedValue};
 use crate::rwset::{TxRwSet, valid_namespace};
 
-/// How far a request's timestamp may be from the peer's clock.
-const CLOCK_SKEW_SECS: i64 = 15 * 60;
 /// A page's size when the request names none, and the most it may ask for.
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 /// About how many bytes of values a page holds before it stops early.
 const PAGE_BYTES: usize = 8 << 20;
+/// How many state entries a range page reads from the store at a time.
+const RANGE_CHUNK: usize = 32;
 /// The longest key a query may name.
 const MAX_KEY_BYTES: usize = 64 * 1024;
 
@@ -53,19 +52,8 @@ impl LedgerService {
             let request = open_ledger_request(&signed, &channel.limits)
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
             channel.check_channel(&request.channel_id)?;
-            let at = request
-                .timestamp
-                .ok_or_else(|| Status::invalid_argument("LedgerRequest.timestamp is missing"))?;
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            if at.seconds.abs_diff(now) > CLOCK_SKEW_SECS.unsigned_abs() {
-                return Err(Status::invalid_argument(format!(
-                    "the request's timestamp {} is more than {CLOCK_SKEW_SECS} s from the peer's \
-                     clock ({now})",
-                    at.seconds
-                )));
-            }
+            check_timestamp("the request", request.timestamp.as_ref())
+                .map_err(Status::invalid_argument)?;
             let id = channel.reader(&request.creator)?;
             id.verify(&ledger_request_message(&signed.request), &signed.signature)
                 .map_err(|e| {
@@ -361,31 +349,122 @@ impl LedgerApi for LedgerService {
         }
         let limit = page_size(q.limit)?;
         self.read(move |c| {
-            let mut rows = c
-                .store
-                .state_range(&q.namespace, &q.start_key, &q.end_key, limit + 1)
-                .map_err(storage)?;
-            let mut page = StatePage::default();
-            if rows.len() > limit {
-                page.more = true;
-                page.next_start_key = rows.pop().map(|(k, _)| k).unwrap_or_default();
-            }
-            let mut bytes = 0;
-            let mut rows = rows.into_iter();
-            for (key, value) in rows.by_ref() {
-                bytes += value.value.len();
-                page.entries.push(state_entry(&q.namespace, key, value));
-                if bytes > PAGE_BYTES {
-                    break;
-                }
-            }
-            // Stopped early for size: the next page starts at the first key not sent.
-            if let Some((next, _)) = rows.next() {
-                page.more = true;
-                page.next_start_key = next;
-            }
-            Ok(page)
+            state_page(
+                c.store.as_ref(),
+                &q.namespace,
+                &q.start_key,
+                &q.end_key,
+                limit,
+                PAGE_BYTES,
+            )
+            .map_err(storage)
         })
         .await
+    }
+}
+
+/// One page of `[start, end)` of a namespace: at most `limit` entries, and no more once the
+/// values reach `page_bytes`; `more` and `next_start_key` say where the next page starts. The
+/// store is read in chunks of [`RANGE_CHUNK`], so that a page of large values holds about
+/// `page_bytes` in memory rather than `limit` values.
+fn state_page(
+    store: &dyn LedgerStore,
+    namespace: &str,
+    start: &str,
+    end: &str,
+    limit: usize,
+    page_bytes: usize,
+) -> crate::error::Result<StatePage> {
+    let mut page = StatePage::default();
+    let mut bytes = 0;
+    let mut from = start.to_owned();
+    loop {
+        let want = (limit + 1 - page.entries.len()).min(RANGE_CHUNK);
+        let rows = store.state_range(namespace, &from, end, want)?;
+        let got = rows.len();
+        for (key, value) in rows {
+            if page.entries.len() == limit || bytes > page_bytes {
+                // The next page starts at the first key not sent.
+                page.more = true;
+                page.next_start_key = key;
+                return Ok(page);
+            }
+            // The smallest key after this one.
+            from = format!("{key}\u{0}");
+            bytes += value.value.len();
+            page.entries.push(state_entry(namespace, key, value));
+        }
+        if got < want {
+            return Ok(page);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{BlockCommit, MemLedgerStore, StateUpdate};
+
+    /// A store holding `n` keys `k000`, `k001`, … of `size`-byte values in namespace `cc`.
+    fn store(n: usize, size: usize) -> MemLedgerStore {
+        let store = MemLedgerStore::new();
+        let updates = (0..n)
+            .map(|i| StateUpdate {
+                namespace: "cc".into(),
+                key: format!("k{i:03}"),
+                value: Some(vec![b'v'; size]),
+                version: Version { block: 0, tx: 0 },
+            })
+            .collect();
+        store
+            .commit(&BlockCommit {
+                number: 0,
+                hash: [0; 32],
+                block_bytes: Vec::new(),
+                updates,
+                txids: Vec::new(),
+            })
+            .unwrap();
+        store
+    }
+
+    fn keys(page: &StatePage) -> Vec<&str> {
+        page.entries.iter().map(|e| e.key.as_str()).collect()
+    }
+
+    #[test]
+    fn pages_cover_every_key_once_across_chunks() {
+        let store = store(150, 10);
+        let mut seen = Vec::new();
+        let mut from = String::new();
+        loop {
+            let page = state_page(&store, "cc", &from, "", 70, usize::MAX).unwrap();
+            assert!(page.entries.len() <= 70);
+            seen.extend(keys(&page).iter().map(|k| k.to_string()));
+            if !page.more {
+                break;
+            }
+            from = page.next_start_key;
+        }
+        let all: Vec<String> = (0..150).map(|i| format!("k{i:03}")).collect();
+        assert_eq!(seen, all);
+        // An exact fit: no `more`.
+        let page = state_page(&store, "cc", "", "", 150, usize::MAX).unwrap();
+        assert_eq!((page.entries.len(), page.more), (150, false));
+        // An end bound inside a chunk.
+        let page = state_page(&store, "cc", "k040", "k075", 1000, usize::MAX).unwrap();
+        assert_eq!(page.entries.len(), 35);
+        assert_eq!(keys(&page).last(), Some(&"k074"));
+        assert!(!page.more);
+    }
+
+    #[test]
+    fn a_page_stops_once_its_values_pass_the_byte_budget() {
+        let store = store(100, 1000);
+        let page = state_page(&store, "cc", "", "", 1000, 4500).unwrap();
+        // The fifth value takes the page past 4,500 bytes; the sixth key starts the next page.
+        assert_eq!(page.entries.len(), 5);
+        assert!(page.more);
+        assert_eq!(page.next_start_key, "k005");
     }
 }
