@@ -78,10 +78,7 @@ impl MspManager {
     /// queries), where Fabric refuses an expired certificate. Never for block validation, which
     /// reads no clock.
     pub fn identity_now(&self, serialized: &[u8]) -> Result<Arc<Identity>> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        self.identity_at(serialized, now)
+        self.identity_at(serialized, mercato_proto::deliver::unix_now())
     }
 
     /// Validates serialized identity bytes without the cache.

@@ -489,12 +489,7 @@ pub async fn verify_chain(user: &crate::network::User, channel: &str) -> Result<
             r#type: HeaderType::DeliverSeekInfo as i32,
             channel_id: channel.to_owned(),
             // Peers refuse a seek stamped more than 15 minutes from their clock, or unstamped.
-            timestamp: Some(mercato_proto::pb::Timestamp {
-                seconds: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs() as i64),
-                nanos: 0,
-            }),
+            timestamp: Some(mercato_peer::orderers::now()),
             ..Default::default()
         }
         .encode_to_vec(),

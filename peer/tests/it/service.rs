@@ -12,6 +12,7 @@ use mercato_peer::committer::Committer;
 use mercato_peer::endorser::Endorser;
 use mercato_peer::ledger::{LedgerStore, MemLedgerStore};
 use mercato_peer::service::{PeerChannel, PeerServer, PeerTls};
+use mercato_proto::deliver::unix_now;
 use mercato_proto::pb::Timestamp;
 use mercato_proto::pb::common::{
     Block, ChannelHeader, Header, HeaderType, SignatureHeader, Status as FabricStatus,
@@ -168,11 +169,19 @@ impl Peer {
         stop: Seek,
         behavior: SeekBehavior,
     ) -> mercato_proto::pb::common::Envelope {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        self.seek_at(who, start, stop, behavior, Some(now))
+        self.seek_at(who, start, stop, behavior, Some(unix_now()))
+    }
+
+    /// A member of the sellers' org whose certificate expired an hour ago.
+    fn expired_member(&self, name: &str, role: Role) -> SigningIdentity {
+        let now = unix_now();
+        let validity = mercato_ca::authority::Validity {
+            not_before: now - 86_400,
+            not_after: now - 3600,
+        };
+        let (id, _) =
+            self.net.orgs[2].member_valid(name, role, &[], KeyAlgorithm::EcdsaP256, validity);
+        id
     }
 
     /// A seek request stamped `at` (Unix seconds), or not stamped.
@@ -321,20 +330,7 @@ async fn the_endorser_refuses_a_committed_txid_and_an_expired_creator() {
     assert!(again.endorsement.is_none());
 
     // A client whose certificate expired an hour ago.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let (expired, _) = peer.net.orgs[2].member_valid(
-        "old-carol",
-        Role::Client,
-        &[],
-        KeyAlgorithm::EcdsaP256,
-        mercato_ca::authority::Validity {
-            not_before: now - 86_400,
-            not_after: now - 3600,
-        },
-    );
+    let expired = peer.expired_member("old-carol", Role::Client);
     let r = endorser
         .process_proposal(peer.proposal(&expired, &["put", "late", "1"]))
         .await
@@ -546,12 +542,7 @@ async fn deliver_streams_blocks_and_waits_for_new_ones() {
         Reply::Status(FabricStatus::Forbidden as i32)
     );
     // A replayed request (stamped an hour ago) or one without a timestamp is not served.
-    let an_hour_ago = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-        - 3600;
-    for at in [Some(an_hour_ago), None] {
+    for at in [Some(unix_now() - 3600), None] {
         tx.send(peer.seek_at(
             &client,
             Seek::Oldest(SeekOldest {}),
@@ -568,16 +559,7 @@ async fn deliver_streams_blocks_and_waits_for_new_ones() {
         );
     }
     // A reader whose certificate has expired is refused.
-    let (expired, _) = peer.net.orgs[2].member_valid(
-        "old-eve",
-        Role::Auditor,
-        &[],
-        KeyAlgorithm::EcdsaP256,
-        mercato_ca::authority::Validity {
-            not_before: an_hour_ago - 86_400,
-            not_after: an_hour_ago,
-        },
-    );
+    let expired = peer.expired_member("old-eve", Role::Auditor);
     tx.send(peer.seek(
         &expired,
         Seek::Oldest(SeekOldest {}),

@@ -31,6 +31,21 @@ fn base(net: &Net) -> (Arc<Committer>, mercato_proto::pb::common::Block) {
     (committer, b1)
 }
 
+/// `env` re-signed by its client with one bit of endorsement `i`'s signature flipped: the same
+/// genuine txid, an endorsement that does not verify.
+fn broken_endorsement(net: &Net, env: &Envelope, i: usize) -> Envelope {
+    net.resign(env, &net.client, |p| {
+        use mercato_proto::pb::protos::ChaincodeActionPayload;
+        let mut tx = Transaction::decode(p.data.as_slice()).unwrap();
+        let mut cap = ChaincodeActionPayload::decode(tx.actions[0].payload.as_slice()).unwrap();
+        let e = &mut cap.action.as_mut().unwrap().endorsements[i];
+        let n = e.signature.len();
+        e.signature[n - 2] ^= 1;
+        tx.actions[0].payload = cap.encode_to_vec();
+        p.data = tx.encode_to_vec();
+    })
+}
+
 fn code_of(net: &Net, env: Vec<u8>) -> ValidationCode {
     let (committer, b1) = base(net);
     let block = net.block(2, &b1, vec![env]);
@@ -239,18 +254,7 @@ fn every_code_the_committer_produces() {
         ),
         (
             "tampered endorsement signature",
-            net.resign(&valid, &net.client, |p| {
-                use mercato_proto::pb::protos::ChaincodeActionPayload;
-                let mut tx = Transaction::decode(p.data.as_slice()).unwrap();
-                let mut cap =
-                    ChaincodeActionPayload::decode(tx.actions[0].payload.as_slice()).unwrap();
-                let e = &mut cap.action.as_mut().unwrap().endorsements[1];
-                let n = e.signature.len();
-                e.signature[n - 2] ^= 1;
-                tx.actions[0].payload = cap.encode_to_vec();
-                p.data = tx.encode_to_vec();
-            })
-            .encode_to_vec(),
+            broken_endorsement(&net, &valid, 1).encode_to_vec(),
             C::EndorsementPolicyFailure.into(),
         ),
         (
@@ -362,18 +366,7 @@ fn a_repeated_txid_is_a_duplicate_whatever_else_is_wrong_with_it() {
     let net = Net::new(KeyAlgorithm::EcdsaP256);
     let (committer, b1) = base(&net);
     let (env, txid) = net.tx(&rw::one(rw::put(rw::ns("market"), "p", "1")));
-    let broken = net
-        .resign(&env, &net.client, |p| {
-            use mercato_proto::pb::protos::ChaincodeActionPayload;
-            let mut tx = Transaction::decode(p.data.as_slice()).unwrap();
-            let mut cap = ChaincodeActionPayload::decode(tx.actions[0].payload.as_slice()).unwrap();
-            let e = &mut cap.action.as_mut().unwrap().endorsements[0];
-            let n = e.signature.len();
-            e.signature[n - 2] ^= 1;
-            tx.actions[0].payload = cap.encode_to_vec();
-            p.data = tx.encode_to_vec();
-        })
-        .encode_to_vec();
+    let broken = broken_endorsement(&net, &env, 0).encode_to_vec();
     assert_eq!(
         code_of(&net, broken.clone()),
         C::EndorsementPolicyFailure.into()
