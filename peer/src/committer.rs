@@ -2,8 +2,11 @@
 //! each as one atomic batch, then tells subscribers what happened to every transaction.
 //!
 //! [`Committer::start_pipeline`] overlaps the stages: while block N is checked against the state
-//! and written, block N+1's signatures are already being verified on the other cores.
+//! and written, the signatures of the blocks after it are already being verified on the other
+//! cores, chunk by chunk, so that no core waits for the last chunk of a block.
 
+use std::ops::Range;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -23,7 +26,9 @@ use crate::ledger::{self, BlockCommit, LedgerStore};
 use crate::rwset::TxRwSet;
 use crate::validator::ValidationContext;
 use crate::validator::mvcc::{Mode, apply_block};
-use crate::validator::verify::{CheckedTx, verify_block, verify_transactions};
+use crate::validator::verify::{
+    CheckedTx, chunks, verify_block, verify_chunk, verify_transactions,
+};
 
 /// What happened to one transaction of a committed block.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,60 +264,156 @@ impl Committer {
         Ok(event)
     }
 
-    /// Starts the pipeline: a verifying thread and a committing thread joined by a queue of
-    /// `depth` blocks. [`Pipeline::submit`] blocks when the queue is full (back-pressure).
+    /// Starts the pipeline: a dispatching thread that checks each block's structure and orderer
+    /// signatures and splits its transactions into chunks, `ctx.threads` workers that verify the
+    /// chunks (of whichever block is next, so none idles while a block's last chunk finishes),
+    /// and a committing thread that takes the blocks in order. At most `depth` blocks wait
+    /// between the stages: [`Pipeline::submit`] blocks when the pipeline is full (back-pressure).
     pub fn start_pipeline(self: &Arc<Self>, depth: usize) -> Pipeline {
-        let (in_tx, in_rx) = sync_channel::<Block>(depth.max(1));
-        let (mid_tx, mid_rx) = sync_channel::<Verified>(depth.max(1));
+        let depth = depth.max(1);
+        let workers = self.ctx.threads.clamp(1, 64);
+        let (in_tx, in_rx) = sync_channel::<Block>(depth);
+        let (mid_tx, mid_rx) = sync_channel::<InFlight>(depth);
+        let (job_tx, job_rx) = sync_channel::<Job>(4 * workers);
+        let job_rx = Arc::new(Mutex::new(job_rx));
         let failure: Arc<Mutex<Option<String>>> = Arc::default();
-        let verifier = {
+        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new().name(name).spawn(f)
+        };
+        let mut threads = Vec::with_capacity(workers + 2);
+        threads.push({
             let me = Arc::clone(self);
             let failure = Arc::clone(&failure);
-            std::thread::Builder::new()
-                .name("verify".into())
-                .spawn(move || verify_loop(&me, in_rx, mid_tx, &failure))
-        };
-        let committer = {
+            spawn(
+                "verify".into(),
+                Box::new(move || dispatch_loop(&me, in_rx, &job_tx, &mid_tx, &failure)),
+            )
+        });
+        for i in 0..workers {
+            let me = Arc::clone(self);
+            let jobs = Arc::clone(&job_rx);
+            threads.push(spawn(
+                format!("verify-{i}"),
+                Box::new(move || worker_loop(&me.ctx, &jobs)),
+            ));
+        }
+        threads.push({
             let me = Arc::clone(self);
             let failure = Arc::clone(&failure);
-            std::thread::Builder::new()
-                .name("commit".into())
-                .spawn(move || commit_loop(&me, mid_rx, &failure))
-        };
+            spawn(
+                "commit".into(),
+                Box::new(move || commit_loop(&me, mid_rx, &failure)),
+            )
+        });
+        let spawned = threads.len();
+        let threads: Vec<JoinHandle<()>> = threads.into_iter().flatten().collect();
+        if threads.len() < spawned {
+            record_failure(
+                &failure,
+                &Error::Stopped("a pipeline thread could not be started".into()),
+            );
+        }
         Pipeline {
-            input: Some(in_tx),
-            threads: [verifier.ok(), committer.ok()],
+            // Without all its threads the pipeline takes nothing (the started ones then end).
+            input: (threads.len() == spawned).then_some(in_tx),
+            threads,
+            spawned,
             failure,
         }
     }
 }
 
-fn verify_loop(
+/// A chunk of a block's transactions for a verifying worker.
+struct Job {
+    block: Arc<Block>,
+    range: Range<usize>,
+    /// Where the chunk's results go (room for one: a worker never waits on it).
+    reply: SyncSender<Vec<CheckedTx>>,
+}
+
+/// A block whose chunks are being verified, in the order the committing thread takes it.
+struct InFlight {
+    block: Arc<Block>,
+    /// One receiver per chunk, in transaction order.
+    chunks: Vec<Receiver<Vec<CheckedTx>>>,
+}
+
+fn dispatch_loop(
     me: &Committer,
     input: Receiver<Block>,
-    output: SyncSender<Verified>,
+    jobs: &SyncSender<Job>,
+    output: &SyncSender<InFlight>,
     failure: &Mutex<Option<String>>,
 ) {
+    let workers = me.ctx.threads.clamp(1, 64);
     for block in input {
-        match me.verify(block) {
-            Ok(v) => {
-                if output.send(v).is_err() {
-                    return;
-                }
+        if let Err(e) = verify_block(&block, &me.ctx) {
+            // A refused block is logged and skipped; the blocks after it will fail continuity
+            // until the deliver client fetches it again.
+            tracing::warn!(error = %e, "block refused");
+            record_failure(failure, &e);
+            continue;
+        }
+        let block = Arc::new(block);
+        let n = block.data.as_ref().map(|d| d.data.len()).unwrap_or(0);
+        let mut receivers = Vec::new();
+        for range in chunks(n, workers) {
+            let (reply, rx) = sync_channel(1);
+            receivers.push(rx);
+            let job = Job {
+                block: Arc::clone(&block),
+                range,
+                reply,
+            };
+            if jobs.send(job).is_err() {
+                return;
             }
-            Err(e) => {
-                // A refused block is logged and skipped; the blocks after it will fail continuity
-                // until the deliver client fetches it again.
-                tracing::warn!(error = %e, "block refused");
-                record_failure(failure, &e);
-            }
+        }
+        let in_flight = InFlight {
+            block,
+            chunks: receivers,
+        };
+        if output.send(in_flight).is_err() {
+            // The committing thread stopped (a ledger failure).
+            return;
         }
     }
 }
 
-fn commit_loop(me: &Committer, input: Receiver<Verified>, failure: &Mutex<Option<String>>) {
-    for v in input {
-        if let Err(e) = me.commit_verified(v) {
+fn worker_loop(ctx: &ValidationContext, jobs: &Mutex<Receiver<Job>>) {
+    loop {
+        // The lock is held while waiting, so that exactly one idle worker takes the next job.
+        let job = match jobs.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        let Job {
+            block,
+            range,
+            reply,
+        } = job;
+        let envelopes = block
+            .data
+            .as_ref()
+            .and_then(|d| d.data.get(range))
+            .unwrap_or_default();
+        // A panic in a verifier is a bug; the chunk then goes unjudged (its reply is dropped),
+        // the committing thread refuses the block rather than judge it wrongly, and this worker
+        // goes on with the next chunk.
+        let checked = std::panic::catch_unwind(AssertUnwindSafe(|| verify_chunk(envelopes, ctx)));
+        // The block is released before the reply, so that once a block's replies are all in,
+        // the committing thread holds the only reference and takes it without a copy.
+        drop(block);
+        if let Ok(checked) = checked {
+            let _ = reply.send(checked);
+        }
+    }
+}
+
+fn commit_loop(me: &Committer, input: Receiver<InFlight>, failure: &Mutex<Option<String>>) {
+    for in_flight in input {
+        let result = assemble(in_flight).and_then(|v| me.commit_verified(v));
+        if let Err(e) = result {
             tracing::warn!(error = %e, "block not committed");
             record_failure(failure, &e);
             if matches!(e, Error::Storage(_) | Error::Corrupt(_)) {
@@ -323,6 +424,33 @@ fn commit_loop(me: &Committer, input: Receiver<Verified>, failure: &Mutex<Option
     }
 }
 
+/// Waits for every chunk of a block and puts the results in transaction order.
+fn assemble(in_flight: InFlight) -> Result<Verified> {
+    let InFlight { block, chunks } = in_flight;
+    let n = block.data.as_ref().map(|d| d.data.len()).unwrap_or(0);
+    let mut checked = Vec::with_capacity(n);
+    for rx in chunks {
+        match rx.recv() {
+            Ok(part) => checked.extend(part),
+            Err(_) => break,
+        }
+    }
+    if checked.len() != n {
+        let number = block.header.as_ref().map(|h| h.number).unwrap_or_default();
+        return Err(Error::invalid_block(
+            number,
+            format!(
+                "only {} of its {n} transactions were judged (a verifier failed)",
+                checked.len()
+            ),
+        ));
+    }
+    Ok(Verified {
+        block: Arc::unwrap_or_clone(block),
+        checked,
+    })
+}
+
 fn record_failure(failure: &Mutex<Option<String>>, e: &Error) {
     *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
 }
@@ -331,17 +459,21 @@ fn record_failure(failure: &Mutex<Option<String>>, e: &Error) {
 /// blocks and stops the threads.
 pub struct Pipeline {
     input: Option<SyncSender<Block>>,
-    threads: [Option<JoinHandle<()>>; 2],
+    threads: Vec<JoinHandle<()>>,
+    /// How many threads were to run: fewer in `threads` means one could not be started.
+    spawned: usize,
     failure: Arc<Mutex<Option<String>>>,
 }
 
 impl Pipeline {
     /// Queues a block, waiting while the pipeline is full.
     pub fn submit(&self, block: Block) -> Result<()> {
-        let input = self
-            .input
-            .as_ref()
-            .ok_or_else(|| Error::Stopped("the pipeline is finished".into()))?;
+        let input = self.input.as_ref().ok_or_else(|| {
+            Error::Stopped(
+                self.last_failure()
+                    .unwrap_or_else(|| "the pipeline is finished".into()),
+            )
+        })?;
         input.send(block).map_err(|_| {
             Error::Stopped(
                 self.last_failure()
@@ -361,10 +493,8 @@ impl Pipeline {
     /// Why the pipeline stopped, once a thread of it has ended (a ledger failure); `None` while
     /// it runs.
     pub fn stopped(&self) -> Option<String> {
-        let ended = self
-            .threads
-            .iter()
-            .any(|t| t.as_ref().is_none_or(|t| t.is_finished()));
+        let ended =
+            self.threads.len() < self.spawned || self.threads.iter().any(|t| t.is_finished());
         ended.then(|| {
             self.last_failure()
                 .unwrap_or_else(|| "the pipeline's threads ended".into())
@@ -379,10 +509,8 @@ impl Pipeline {
 
     fn stop(&mut self) {
         self.input.take();
-        for t in self.threads.iter_mut() {
-            if let Some(t) = t.take() {
-                let _ = t.join();
-            }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
         }
     }
 }

@@ -105,6 +105,20 @@ pub fn verify_block(block: &Block, ctx: &ValidationContext) -> Result<()> {
     Ok(())
 }
 
+/// The ranges a block's `n` transactions are verified in by `threads` workers: about four per
+/// worker, so that the workers finish a block together (and go on to the next block's chunks
+/// while the last one is assembled), but never under [`MIN_CHUNK`] transactions, which keeps
+/// Ed25519 batches large enough to pay.
+pub fn chunks(n: usize, threads: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let size = n.div_ceil(4 * threads.clamp(1, 64)).max(MIN_CHUNK);
+    (0..n)
+        .step_by(size)
+        .map(move |start| start..(start + size).min(n))
+}
+
+/// The fewest transactions [`chunks`] puts in one chunk.
+pub const MIN_CHUNK: usize = 32;
+
 /// Runs stage 1 on every transaction of a block, spread over `ctx.threads` threads.
 pub fn verify_transactions(envelopes: &[Vec<u8>], ctx: &ValidationContext) -> Vec<CheckedTx> {
     let threads = ctx.threads.clamp(1, 64);
@@ -138,7 +152,8 @@ struct Pending {
     endorsements_ok: Vec<bool>,
 }
 
-fn verify_chunk(envelopes: &[Vec<u8>], ctx: &ValidationContext) -> Vec<CheckedTx> {
+/// Runs stage 1 on consecutive transactions of a block, on this thread; one result per envelope.
+pub fn verify_chunk(envelopes: &[Vec<u8>], ctx: &ValidationContext) -> Vec<CheckedTx> {
     // Phase A: parse, check the channel and resolve identities (cached per certificate).
     let mut slots: Vec<std::result::Result<Pending, Box<CheckedTx>>> = envelopes
         .iter()

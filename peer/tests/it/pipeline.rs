@@ -5,7 +5,8 @@ use std::sync::Arc;
 use mercato_ca::KeyAlgorithm;
 use mercato_peer::committer::{Committer, rebuild, stored_commit_hash};
 use mercato_peer::ledger::{LedgerStore, MemLedgerStore, SledLedgerStore};
-use mercato_proto::ValidationCode;
+use mercato_proto::pb::common::Envelope;
+use mercato_proto::{TxValidationCode, ValidationCode};
 use prost::Message;
 
 use crate::fixture::{Net, TxSpec, rw};
@@ -66,6 +67,68 @@ fn pipeline_commits_in_order_and_notifies_with_events() {
     for txid in &txids {
         assert_eq!(store.tx_location(txid).unwrap().unwrap().code, 0);
     }
+}
+
+#[test]
+fn pipeline_judges_chunked_blocks_as_a_serial_commit_does() {
+    // Blocks of 150 transactions verified by 2 workers are split into 5 chunks; the codes must
+    // come back in transaction order, duplicates across chunks included.
+    let net = Net::new(KeyAlgorithm::Ed25519);
+    let peer = |threads| {
+        let store: Arc<dyn LedgerStore> = Arc::new(MemLedgerStore::new());
+        Arc::new(Committer::new(store, Arc::new(net.context_with(threads))).unwrap())
+    };
+    let (piped, serial) = (peer(2), peer(1));
+    let genesis = net.genesis();
+    piped.commit_genesis(genesis.clone()).unwrap();
+    serial.commit_genesis(genesis.clone()).unwrap();
+    let mut events = piped.subscribe();
+    let pipeline = piped.start_pipeline(2);
+    let mut previous = genesis;
+    let mut expected = Vec::new();
+    for b in 1..=3u64 {
+        let mut txs = Vec::new();
+        let mut repeated = Envelope::default();
+        for i in 0..150usize {
+            let ns = rw::put(rw::ns("market"), &format!("k{b}-{i}"), "v");
+            let env = if i % 37 == 5 {
+                // Endorsed by one brand only: the policy wants both.
+                let rwset = rw::one(ns);
+                net.tx_by(&net.client, "market", &rwset, &[&net.peer1], None)
+                    .0
+            } else if i == 120 {
+                repeated.clone()
+            } else {
+                let env = net.tx(&rw::one(ns)).0;
+                if i == 10 {
+                    repeated = env.clone();
+                }
+                env
+            };
+            txs.push(env.encode_to_vec());
+        }
+        let block = net.block(b, &previous, txs);
+        let outcome = serial.commit_block(block.clone()).unwrap();
+        expected.push(outcome.txs.iter().map(|t| t.code).collect::<Vec<_>>());
+        pipeline.submit(block.clone()).unwrap();
+        previous = block;
+    }
+    assert_eq!(pipeline.finish(), None);
+    for (b, codes) in expected.iter().enumerate() {
+        let e = events.try_recv().unwrap();
+        assert_eq!(e.number, b as u64 + 1);
+        let got: Vec<_> = e.txs.iter().map(|t| t.code).collect();
+        assert_eq!(&got, codes, "block {}", e.number);
+        assert_eq!(codes[5], TxValidationCode::EndorsementPolicyFailure.into());
+        assert_eq!(codes[120], TxValidationCode::DuplicateTxid.into());
+        let valid = codes
+            .iter()
+            .filter(|c| **c == ValidationCode::VALID)
+            .count();
+        // Four one-brand endorsements (5, 42, 79, 116) and one duplicate.
+        assert_eq!(valid, 150 - 4 - 1);
+    }
+    assert_eq!(piped.commit_hash(), serial.commit_hash());
 }
 
 #[test]
