@@ -10,13 +10,19 @@ use std::sync::Arc;
 
 use mercato_chaincode::abi::HostResponse;
 
-use crate::ledger::{LedgerStore, Version};
+use crate::ledger::{LedgerStore, Version, VersionedValue};
 use crate::rwset::{
     KeyDelta, KeyRead, KeyWrite, MAX_ENTRIES, MAX_KEY_LEN, NsRwSet, RangeRead, TxRwSet,
 };
 
 /// The most keys one range page may return.
 pub const MAX_PAGE: u32 = 1_000;
+/// About how many bytes of committed values one range page holds: a page ends early, after the
+/// value that crosses it, so that large values cost memory in proportion to this, not to
+/// [`MAX_PAGE`]. It is also the sandbox's default result limit.
+pub const PAGE_BYTES: usize = 4 << 20;
+/// How many state entries a range page reads from the store at a time.
+const RANGE_CHUNK: usize = 32;
 
 #[derive(Debug, Default)]
 struct NsState {
@@ -171,15 +177,13 @@ impl Simulation {
         limit: u32,
         bookmark: &str,
     ) -> HostResult<HostResponse> {
-        let limit = limit.clamp(1, MAX_PAGE) as usize;
         let from = if bookmark.is_empty() { start } else { bookmark };
         if from < start || (!end.is_empty() && from > end) {
             return Err(format!("bookmark {bookmark:?} is outside the range"));
         }
-        let committed = self
-            .store
-            .state_range(ns, from, end, limit + 1)
-            .map_err(|e| e.to_string())?;
+        let (committed, limit) =
+            committed_page(self.store.as_ref(), ns, from, end, limit.clamp(1, MAX_PAGE))
+                .map_err(|e| e.to_string())?;
         self.count()?;
         let exhausted = committed.len() <= limit;
         // The committed keys bound what this page may cover: up to the last one fetched, or to
@@ -293,5 +297,47 @@ impl Simulation {
                 })
                 .collect(),
         }
+    }
+}
+
+/// The committed entries a range page is built from, and the page's size: up to `limit`
+/// entries, fewer once their values pass [`PAGE_BYTES`] (never fewer than one), followed by the
+/// next entry when the range has more (which tells the page where it ends).
+fn committed_page(
+    store: &dyn LedgerStore,
+    ns: &str,
+    from: &str,
+    end: &str,
+    limit: u32,
+) -> crate::error::Result<(Vec<(String, VersionedValue)>, usize)> {
+    let mut page = limit as usize;
+    let mut out: Vec<(String, VersionedValue)> = Vec::new();
+    let mut bytes = 0usize;
+    let mut cursor = from.to_owned();
+    loop {
+        let want = (page + 1 - out.len()).min(RANGE_CHUNK);
+        let rows = store.state_range(ns, &cursor, end, want)?;
+        let got = rows.len();
+        for row in rows {
+            if out.len() > page {
+                break;
+            }
+            if out.len() < page {
+                bytes += row.0.len() + row.1.value.len();
+                if bytes > PAGE_BYTES {
+                    // This entry ends the page; the one after it, if any, is the look-ahead.
+                    page = out.len() + 1;
+                }
+            }
+            out.push(row);
+        }
+        if out.len() > page || got < want {
+            return Ok((out, page));
+        }
+        // The smallest key after the last one read.
+        cursor = format!(
+            "{}\u{0}",
+            out.last().map(|(k, _)| k.as_str()).unwrap_or_default()
+        );
     }
 }

@@ -111,15 +111,20 @@ pub fn versioned_value(value: &[u8], version: Version) -> Vec<u8> {
 }
 
 pub fn parse_versioned_value(v: &[u8]) -> Result<VersionedValue> {
+    Ok(VersionedValue {
+        version: parse_version(v)?,
+        value: v[16..].to_vec(),
+    })
+}
+
+/// The version at the head of a stored state value, without copying the value.
+pub fn parse_version(v: &[u8]) -> Result<Version> {
     if v.len() < 16 {
         return Err(Error::Corrupt("state value too short".into()));
     }
-    Ok(VersionedValue {
-        version: Version {
-            block: u64_at(v, 0)?,
-            tx: u64_at(v, 8)?,
-        },
-        value: v[16..].to_vec(),
+    Ok(Version {
+        block: u64_at(v, 0)?,
+        tx: u64_at(v, 8)?,
     })
 }
 

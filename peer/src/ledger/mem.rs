@@ -96,6 +96,24 @@ impl LedgerStore for MemLedgerStore {
             .collect())
     }
 
+    fn state_range_versions(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Version)>> {
+        let inner = self.read();
+        let from = (namespace.to_owned(), start.to_owned());
+        Ok(inner
+            .state
+            .range(from..)
+            .take_while(|((ns, k), _)| ns == namespace && (end.is_empty() || k.as_str() < end))
+            .take(limit)
+            .map(|((_, k), v)| (k.clone(), v.version))
+            .collect())
+    }
+
     fn block(&self, number: u64) -> Result<Option<Vec<u8>>> {
         Ok(self.read().blocks.get(&number).cloned())
     }

@@ -106,6 +106,15 @@ pub trait LedgerStore: Send + Sync {
         end: &str,
         limit: usize,
     ) -> Result<Vec<(String, VersionedValue)>>;
+    /// The keys and versions of [`LedgerStore::state_range`], without their values: what the
+    /// phantom-read check compares, in memory bounded by the keys whatever the values' sizes.
+    fn state_range_versions(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Version)>>;
     /// The encoded block with this number.
     fn block(&self, number: u64) -> Result<Option<Vec<u8>>>;
     /// The number of the block with this header hash.

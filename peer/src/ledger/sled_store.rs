@@ -59,6 +59,21 @@ impl SledLedgerStore {
     pub fn set_durable(&mut self, durable: bool) {
         self.durable = durable;
     }
+
+    /// The stored state entries of `[start, end)` of a namespace (an empty `end`: to its last).
+    fn state_iter(&self, namespace: &str, start: &str, end: &str) -> sled::Iter {
+        let from = keys::state(namespace, start);
+        if end.is_empty() {
+            let mut upper = keys::state_prefix(namespace);
+            // The namespace's 0x00 terminator becomes 0x01: just past every key of it.
+            if let Some(last) = upper.last_mut() {
+                *last = 1;
+            }
+            self.tree.range(from..upper)
+        } else {
+            self.tree.range(from..keys::state(namespace, end))
+        }
+    }
 }
 
 impl LedgerStore for SledLedgerStore {
@@ -108,23 +123,27 @@ impl LedgerStore for SledLedgerStore {
         end: &str,
         limit: usize,
     ) -> Result<Vec<(String, VersionedValue)>> {
-        let prefix = keys::state_prefix(namespace);
-        let from = keys::state(namespace, start);
-        let iter = if end.is_empty() {
-            let mut upper = prefix.clone();
-            // The namespace's 0x00 terminator becomes 0x01: just past every key of it.
-            if let Some(last) = upper.last_mut() {
-                *last = 1;
-            }
-            self.tree.range(from..upper)
-        } else {
-            self.tree.range(from..keys::state(namespace, end))
-        };
         let mut out = Vec::new();
-        for item in iter.take(limit) {
+        for item in self.state_iter(namespace, start, end).take(limit) {
             let (k, v) = item?;
             let (_, key) = keys::parse_state(&k)?;
             out.push((key, keys::parse_versioned_value(&v)?));
+        }
+        Ok(out)
+    }
+
+    fn state_range_versions(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Version)>> {
+        let mut out = Vec::new();
+        for item in self.state_iter(namespace, start, end).take(limit) {
+            let (k, v) = item?;
+            let (_, key) = keys::parse_state(&k)?;
+            out.push((key, keys::parse_version(&v)?));
         }
         Ok(out)
     }

@@ -248,9 +248,8 @@ impl BlockState<'_> {
         let limit = range.reads.len() + overlay.len() + 1;
         let mut current: BTreeMap<String, Version> = self
             .store
-            .state_range(ns, &range.start, &end, limit)?
+            .state_range_versions(ns, &range.start, &end, limit)?
             .into_iter()
-            .map(|(k, v)| (k, v.version))
             .collect();
         for (k, v) in overlay {
             match v {

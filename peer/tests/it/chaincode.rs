@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use mercato_chaincode::abi::{Creator, Invocation};
 use mercato_peer::chaincode::{
-    ChaincodeError, ChaincodeRuntime, ExecError, Executor, RuntimeLimits, StaticResolver,
+    ChaincodeError, ChaincodeRuntime, ExecError, Executor, RuntimeLimits, Simulation,
+    StaticResolver,
 };
 use mercato_peer::ledger::{BlockCommit, LedgerStore, MemLedgerStore, StateUpdate, Version};
 use mercato_peer::rwset::{KeyDelta, KeyRead, KeyWrite};
@@ -284,6 +285,55 @@ fn ranges_page_through_bookmarks_and_are_recorded() {
         .flat_map(|r| r.reads.iter().map(|k| k.key.clone()))
         .collect();
     assert!(recorded.contains(&"r6".to_string()));
+}
+
+#[test]
+fn range_pages_of_large_values_end_at_the_byte_budget_and_lose_no_key() {
+    use mercato_chaincode::abi::HostResponse;
+    use mercato_peer::chaincode::simulator::PAGE_BYTES;
+    // Six committed values of 1.5 MiB: a page of 100 keys would hold 9 MiB.
+    let big = "x".repeat(3 << 19);
+    let keys: Vec<(String, String)> = (0..6).map(|i| (format!("r{i}"), big.clone())).collect();
+    let refs: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut sim = Simulation::new(ledger(&refs));
+    // The transaction's own write inside the range is served in its place.
+    sim.put("testcc", "r25", Some(b"own".to_vec())).unwrap();
+    let mut seen = Vec::new();
+    let mut bookmark = String::new();
+    let mut pages = 0;
+    loop {
+        let HostResponse::Page {
+            entries,
+            bookmark: next,
+        } = sim.range("testcc", "r", "s", 100, &bookmark).unwrap()
+        else {
+            panic!("a range answers with a page");
+        };
+        pages += 1;
+        let bytes: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(
+            bytes <= PAGE_BYTES + big.len() + 2,
+            "a page of {bytes} bytes"
+        );
+        assert!(
+            !entries.is_empty(),
+            "a page with more to come is never empty"
+        );
+        seen.extend(entries.into_iter().map(|(k, _)| k));
+        if next.is_empty() {
+            break;
+        }
+        bookmark = next;
+    }
+    assert_eq!(seen, ["r0", "r1", "r2", "r25", "r3", "r4", "r5"]);
+    assert!(pages >= 3, "{pages} pages");
+    let rwset = sim.rwset();
+    let ranges = &rwset.namespaces[0].range_reads;
+    assert_eq!(ranges.len(), pages);
+    assert!(ranges.last().unwrap().exhausted);
+    // The first page stopped at the budget with committed keys left.
+    assert!(!ranges[0].exhausted);
+    assert_eq!(ranges[0].reads.len(), 4, "three values and the look-ahead");
 }
 
 #[test]
