@@ -53,6 +53,26 @@ impl GatewayService {
     }
 }
 
+/// What a client is told of another organisation's peer's answer to a forwarded Evaluate: its
+/// chaincode response, or the error it carries. An answer without a chaincode response is an
+/// error, not a result of status 0.
+fn forwarded_result(
+    org: &str,
+    answer: mercato_proto::pb::protos::ProposalResponse,
+) -> Result<EvaluateResponse, Status> {
+    let Some(result) = answer.response else {
+        return Err(Status::unavailable(format!(
+            "a peer of {org} answered the evaluation without a chaincode response"
+        )));
+    };
+    if result.status >= mercato_proto::response::STATUS_ERROR_THRESHOLD {
+        return Err(refused(result.status, &result.message));
+    }
+    Ok(EvaluateResponse {
+        result: Some(result),
+    })
+}
+
 /// The gRPC status for an endorser's refusal or a chaincode's error response.
 fn refused(status: i32, message: &str) -> Status {
     let text = format!("evaluate call to endorser returned error: status {status}: {message}");
@@ -84,16 +104,7 @@ impl GatewayApi for GatewayService {
             && !r.target_organizations.iter().any(|o| o == gateway.msp_id())
         {
             return match gateway.evaluate_on(first, signed).await {
-                Ok(response) => {
-                    let result = response.response.unwrap_or_default();
-                    if result.status >= mercato_proto::response::STATUS_ERROR_THRESHOLD {
-                        Err(refused(result.status, &result.message))
-                    } else {
-                        Ok(Response::new(EvaluateResponse {
-                            result: Some(result),
-                        }))
-                    }
-                }
+                Ok(response) => forwarded_result(first, response).map(Response::new),
                 Err(detail) => Err(with_details(
                     Code::Unavailable,
                     format!("no peer of {first} could evaluate the proposal"),
@@ -465,5 +476,43 @@ fn broadcast_error(e: BroadcastError) -> Status {
                 .collect();
             with_details(Code::Unavailable, message, &details)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mercato_proto::pb::protos::{ProposalResponse, Response as ChaincodeResponse};
+
+    use super::*;
+
+    #[test]
+    fn a_forwarded_evaluation_needs_a_chaincode_response() {
+        let answer = |response| ProposalResponse {
+            response,
+            ..Default::default()
+        };
+        let none = forwarded_result("Brand2MSP", answer(None)).unwrap_err();
+        assert_eq!(none.code(), Code::Unavailable);
+        assert!(none.message().contains("Brand2MSP"), "{}", none.message());
+        let failed = forwarded_result(
+            "Brand2MSP",
+            answer(Some(ChaincodeResponse {
+                status: 404,
+                message: "no key k".into(),
+                payload: Vec::new(),
+            })),
+        )
+        .unwrap_err();
+        assert_eq!(failed.code(), Code::NotFound);
+        let ok = forwarded_result(
+            "Brand2MSP",
+            answer(Some(ChaincodeResponse {
+                status: 200,
+                message: String::new(),
+                payload: b"v".to_vec(),
+            })),
+        )
+        .unwrap();
+        assert_eq!(ok.result.unwrap().payload, b"v");
     }
 }
