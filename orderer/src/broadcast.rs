@@ -11,9 +11,10 @@
 
 use std::sync::Arc;
 
-use mercato_ca::MspManager;
 use mercato_ca::channel::ChannelConfig;
+use mercato_ca::crypto::{Ed25519Item, verify_ed25519_batch};
 use mercato_ca::policy::{OrgPolicies, Policy};
+use mercato_ca::{Identity, MspManager, PublicKey};
 use mercato_proto::Limits;
 use mercato_proto::pb::common::{HeaderType, Status};
 use mercato_proto::transaction::{ParsedEnvelope, parse_envelope};
@@ -101,6 +102,60 @@ impl BroadcastChecker {
 
     /// Checks an encoded envelope; returns it parsed when it may be ordered.
     pub fn check(&self, envelope: &[u8]) -> Result<ParsedEnvelope, Refusal> {
+        let (parsed, creator) = self.admit(envelope)?;
+        let signature = creator.verify(&parsed.payload_bytes, &parsed.signature);
+        self.authorise(parsed, &creator, signature)
+    }
+
+    /// Checks many envelopes at once, each getting the answer [`BroadcastChecker::check`] gives
+    /// it alone: their Ed25519 signatures are verified in one batch (see
+    /// [`verify_ed25519_batch`]: no verdict depends on the other envelopes), the others one by
+    /// one.
+    pub fn check_batch(&self, envelopes: &[Vec<u8>]) -> Vec<Result<ParsedEnvelope, Refusal>> {
+        if let [one] = envelopes {
+            return vec![self.check(one)];
+        }
+        let admitted: Vec<_> = envelopes.iter().map(|e| self.admit(e)).collect();
+        let mut signatures: Vec<Option<mercato_ca::Result<()>>> =
+            admitted.iter().map(|_| None).collect();
+        let mut batch = Vec::new();
+        let mut batched = Vec::new();
+        for (i, admitted) in admitted.iter().enumerate() {
+            let Ok((parsed, creator)) = admitted else {
+                continue;
+            };
+            match creator.public_key() {
+                PublicKey::Ed25519(key) => {
+                    batch.push(Ed25519Item {
+                        key,
+                        message: &parsed.payload_bytes,
+                        signature: &parsed.signature,
+                    });
+                    batched.push(i);
+                }
+                key => signatures[i] = Some(key.verify(&parsed.payload_bytes, &parsed.signature)),
+            }
+        }
+        let results = verify_ed25519_batch(&batch);
+        drop(batch);
+        for (i, result) in batched.into_iter().zip(results) {
+            signatures[i] = Some(result);
+        }
+        admitted
+            .into_iter()
+            .zip(signatures)
+            .map(|(admitted, signature)| {
+                let (parsed, creator) = admitted?;
+                // Every admitted envelope's signature was verified above; fail closed anyway.
+                let signature = signature
+                    .unwrap_or_else(|| Err(mercato_ca::Error::BadSignature("not verified".into())));
+                self.authorise(parsed, &creator, signature)
+            })
+            .collect()
+    }
+
+    /// Every check before the creator's signature: the envelope parsed, and its creator.
+    fn admit(&self, envelope: &[u8]) -> Result<(ParsedEnvelope, Arc<Identity>), Refusal> {
         if envelope.len() > self.absolute_max_bytes {
             return Err(Refusal::new(
                 Status::RequestEntityTooLarge,
@@ -142,17 +197,25 @@ impl BroadcastChecker {
                 format!("the creator is not a valid member of the channel: {e}"),
             )
         })?;
-        creator
-            .verify(&parsed.payload_bytes, &parsed.signature)
-            .map_err(|e| {
-                Refusal::new(
-                    Status::Forbidden,
-                    format!("the envelope's signature does not verify: {e}"),
-                )
-            })?;
+        Ok((parsed, creator))
+    }
+
+    /// The checks from the creator's signature on, given its verdict.
+    fn authorise(
+        &self,
+        parsed: ParsedEnvelope,
+        creator: &Arc<Identity>,
+        signature: mercato_ca::Result<()>,
+    ) -> Result<ParsedEnvelope, Refusal> {
+        signature.map_err(|e| {
+            Refusal::new(
+                Status::Forbidden,
+                format!("the envelope's signature does not verify: {e}"),
+            )
+        })?;
         if !self
             .writers
-            .evaluate(&[Arc::clone(&creator)], &self.org_policies)
+            .evaluate(&[Arc::clone(creator)], &self.org_policies)
         {
             return Err(Refusal::new(
                 Status::Forbidden,

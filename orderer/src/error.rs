@@ -9,6 +9,9 @@ pub enum Error {
     /// The orderer's storage failed or holds what it never wrote.
     #[error("orderer storage: {0}")]
     Storage(String),
+    /// The system refused what the node needs to run (a thread, a socket).
+    #[error("could not start: {0}")]
+    Start(String),
 }
 
 /// The orderer library's result.

@@ -32,6 +32,7 @@
 
 pub mod blockcutter;
 pub mod broadcast;
+pub mod checks;
 pub mod config;
 pub mod consensus;
 pub mod error;

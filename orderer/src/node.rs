@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::blockcutter::{Action, BatchConfig, Batcher};
 use crate::broadcast::{BroadcastChecker, Refusal};
+use crate::checks::CheckPool;
 use crate::consensus::{Applied, BlockProposal, TypeConfig};
 use crate::ledger::Ledger;
 
@@ -49,7 +50,7 @@ pub struct OrdererNode {
     metrics: Arc<NodeMetrics>,
     raft: Raft<TypeConfig>,
     ledger: Ledger,
-    checker: Arc<BroadcastChecker>,
+    checks: CheckPool,
     queue: mpsc::Sender<Pending>,
     stop: tokio::sync::watch::Sender<bool>,
     batching: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -71,7 +72,7 @@ fn unavailable(message: impl Into<String>) -> Refusal {
 impl OrdererNode {
     /// A node over a started Raft instance whose state machine holds `ledger`. Blocks are cut by
     /// `batch` and signed by `signer`. Must be called inside a tokio runtime: it starts the
-    /// batching task.
+    /// batching task, and a checking thread per core (an error when they cannot start).
     pub fn new(
         id: u64,
         raft: Raft<TypeConfig>,
@@ -79,7 +80,9 @@ impl OrdererNode {
         checker: BroadcastChecker,
         batch: BatchConfig,
         signer: Arc<dyn Signer>,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let checks = CheckPool::start(Arc::new(checker), cores)?;
         let (queue, rx) = mpsc::channel(QUEUE);
         let metrics = Arc::new(NodeMetrics::default());
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -92,16 +95,16 @@ impl OrdererNode {
             Arc::clone(&metrics),
             stopped,
         ));
-        OrdererNode {
+        Ok(OrdererNode {
             id,
             metrics,
             stop,
             batching: std::sync::Mutex::new(Some(task)),
             raft,
             ledger,
-            checker: Arc::new(checker),
+            checks,
             queue,
-        }
+        })
     }
 
     /// Stops cutting blocks (envelopes still waiting are refused) and shuts Raft down.
@@ -171,11 +174,7 @@ impl OrdererNode {
     }
 
     async fn order(&self, envelope: Vec<u8>) -> Result<u64, Refusal> {
-        let checker = Arc::clone(&self.checker);
-        let envelope =
-            tokio::task::spawn_blocking(move || checker.check(&envelope).map(|_| envelope))
-                .await
-                .map_err(|e| unavailable(format!("a checker failed: {e}")))??;
+        let envelope = self.checks.check(envelope).await?;
         let leader = self.raft.metrics().borrow().current_leader;
         if leader != Some(self.id) {
             return Err(match leader {

@@ -183,14 +183,17 @@ pub async fn start(config: &Config) -> Result<Running> {
     let checker = BroadcastChecker::from_channel(&channel).map_err(cfg)?;
     let batch = BatchConfig::from(&channel.batch);
     batch.validate()?;
-    let node = Arc::new(OrdererNode::new(
-        id,
-        raft.clone(),
-        ledger.clone(),
-        checker,
-        batch,
-        Arc::new(signer),
-    ));
+    let node = Arc::new(
+        OrdererNode::new(
+            id,
+            raft.clone(),
+            ledger.clone(),
+            checker,
+            batch,
+            Arc::new(signer),
+        )
+        .map_err(|e| Error::Start(format!("the Broadcast checks' threads: {e}")))?,
+    );
 
     let read_policy = ReadPolicy {
         channel_id: channel.channel_id.clone(),

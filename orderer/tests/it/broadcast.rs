@@ -247,3 +247,88 @@ fn the_checks_and_the_batch_come_from_the_genesis_block() {
     assert!(batch.validate().is_ok());
     assert_eq!(batch.batch_timeout, std::time::Duration::from_millis(20));
 }
+
+/// Envelopes of every kind: Ed25519 and P-256 writers, bad signatures among good ones, a reader,
+/// garbage. `true` where the envelope may be ordered.
+fn mixed(n: &Net) -> Vec<(Vec<u8>, bool)> {
+    let ed = n.org.member("alice", Role::Client, KeyAlgorithm::Ed25519);
+    let p256 = n.org.member("bob", Role::Client, KeyAlgorithm::EcdsaP256);
+    let auditor = n.org.member("eve", Role::Auditor, KeyAlgorithm::Ed25519);
+    let mut out = Vec::new();
+    for i in 0..40u32 {
+        let nonce = format!("nonce {i:>20}");
+        let who = if i % 7 == 3 { &p256 } else { &ed };
+        let mut env = tx_with_nonce(n, who, CHANNEL, 10, nonce.as_bytes());
+        let ok = match i % 10 {
+            // The payload changed after signing.
+            4 => {
+                env.payload.push(0);
+                false
+            }
+            // A signature bit flipped.
+            8 => {
+                env.signature[10] ^= 1;
+                false
+            }
+            _ => true,
+        };
+        out.push((env.encode_to_vec(), ok));
+    }
+    out.push((tx(n, &auditor, CHANNEL, 10).encode_to_vec(), false));
+    out.push((b"\xff\x01garbage".to_vec(), false));
+    out
+}
+
+#[test]
+fn a_batch_gets_the_answers_each_envelope_gets_alone() {
+    let n = net();
+    let cases = mixed(&n);
+    let envelopes: Vec<Vec<u8>> = cases.iter().map(|(e, _)| e.clone()).collect();
+    let batch = n.checker.check_batch(&envelopes);
+    assert_eq!(batch.len(), envelopes.len());
+    for (i, ((env, ok), verdict)) in cases.iter().zip(&batch).enumerate() {
+        let alone = n.checker.check(env);
+        assert_eq!(verdict.is_ok(), *ok, "envelope {i}: {verdict:?}");
+        match (verdict, alone) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a.header.channel_header.tx_id, b.header.channel_header.tx_id)
+            }
+            (Err(a), Err(b)) => assert_eq!(*a, b, "envelope {i}"),
+            (a, b) => panic!("envelope {i}: {a:?} in a batch, {b:?} alone"),
+        }
+    }
+    // A batch whose signatures all hold, and one of a single envelope.
+    let good: Vec<Vec<u8>> = cases
+        .iter()
+        .filter(|(_, ok)| *ok)
+        .map(|(e, _)| e.clone())
+        .collect();
+    assert!(n.checker.check_batch(&good).iter().all(Result::is_ok));
+    assert_eq!(n.checker.check_batch(&good[..1]).len(), 1);
+    assert!(n.checker.check_batch(&[]).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_check_threads_answer_every_envelope_concurrently() {
+    use mercato_orderer::checks::CheckPool;
+    let n = net();
+    let cases = mixed(&n);
+    let pool = Arc::new(CheckPool::start(Arc::new(n.checker), 2).unwrap());
+    let tasks: Vec<_> = cases
+        .iter()
+        .map(|(env, _)| {
+            let pool = Arc::clone(&pool);
+            let env = env.clone();
+            tokio::spawn(async move { pool.check(env).await })
+        })
+        .collect();
+    for ((env, ok), task) in cases.iter().zip(tasks) {
+        match task.await.unwrap() {
+            Ok(back) => {
+                assert!(ok);
+                assert_eq!(&back, env, "the envelope comes back unchanged");
+            }
+            Err(r) => assert!(!ok, "{r}"),
+        }
+    }
+}

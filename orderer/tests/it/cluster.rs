@@ -267,14 +267,9 @@ impl Cluster {
             KeyAlgorithm::EcdsaP256,
         ));
         let batch = self.batch;
-        let node = Arc::new(OrdererNode::new(
-            id,
-            raft.clone(),
-            ledger.clone(),
-            checker,
-            batch,
-            signer,
-        ));
+        let node = Arc::new(
+            OrdererNode::new(id, raft.clone(), ledger.clone(), checker, batch, signer).unwrap(),
+        );
         if let Transport::Tls(tls) = &mut self.transport {
             let (cert, key, _, addr) = tls.nodes[&id].clone();
             let consenters = tls.nodes.values().map(|n| n.2.clone()).collect();
