@@ -130,7 +130,7 @@ impl TestCc {
     }
 
     // Recursion without end is the point: the runtime must stop it with a clean error.
-    #[allow(unconditional_recursion)]
+    #[allow(unconditional_recursion, clippy::only_used_in_recursion)]
     fn recurse(ctx: &mut dyn Context, depth: u64) -> Result<u64, Error> {
         let below = std::hint::black_box(Self::recurse(ctx, depth + 1))?;
         Ok(below + 1)
