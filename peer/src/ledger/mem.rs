@@ -31,6 +31,27 @@ impl MemLedgerStore {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
         self.inner.read().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Up to `limit` entries of `[start, end)` of a namespace (an empty `end`: to its last),
+    /// each as `take` makes it.
+    fn scan<T>(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+        take: impl Fn(&VersionedValue) -> T,
+    ) -> Vec<(String, T)> {
+        let inner = self.read();
+        let from = (namespace.to_owned(), start.to_owned());
+        inner
+            .state
+            .range(from..)
+            .take_while(|((ns, k), _)| ns == namespace && (end.is_empty() || k.as_str() < end))
+            .take(limit)
+            .map(|((_, k), v)| (k.clone(), take(v)))
+            .collect()
+    }
 }
 
 impl LedgerStore for MemLedgerStore {
@@ -85,15 +106,7 @@ impl LedgerStore for MemLedgerStore {
         end: &str,
         limit: usize,
     ) -> Result<Vec<(String, VersionedValue)>> {
-        let inner = self.read();
-        let from = (namespace.to_owned(), start.to_owned());
-        Ok(inner
-            .state
-            .range(from..)
-            .take_while(|((ns, k), _)| ns == namespace && (end.is_empty() || k.as_str() < end))
-            .take(limit)
-            .map(|((_, k), v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(self.scan(namespace, start, end, limit, VersionedValue::clone))
     }
 
     fn state_range_versions(
@@ -103,15 +116,7 @@ impl LedgerStore for MemLedgerStore {
         end: &str,
         limit: usize,
     ) -> Result<Vec<(String, Version)>> {
-        let inner = self.read();
-        let from = (namespace.to_owned(), start.to_owned());
-        Ok(inner
-            .state
-            .range(from..)
-            .take_while(|((ns, k), _)| ns == namespace && (end.is_empty() || k.as_str() < end))
-            .take(limit)
-            .map(|((_, k), v)| (k.clone(), v.version))
-            .collect())
+        Ok(self.scan(namespace, start, end, limit, |v| v.version))
     }
 
     fn block(&self, number: u64) -> Result<Option<Vec<u8>>> {

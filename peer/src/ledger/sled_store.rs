@@ -60,10 +60,18 @@ impl SledLedgerStore {
         self.durable = durable;
     }
 
-    /// The stored state entries of `[start, end)` of a namespace (an empty `end`: to its last).
-    fn state_iter(&self, namespace: &str, start: &str, end: &str) -> sled::Iter {
+    /// Up to `limit` stored state entries of `[start, end)` of a namespace (an empty `end`: to
+    /// its last), each value read by `parse`.
+    fn scan<T>(
+        &self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+        parse: impl Fn(&[u8]) -> Result<T>,
+    ) -> Result<Vec<(String, T)>> {
         let from = keys::state(namespace, start);
-        if end.is_empty() {
+        let iter = if end.is_empty() {
             let mut upper = keys::state_prefix(namespace);
             // The namespace's 0x00 terminator becomes 0x01: just past every key of it.
             if let Some(last) = upper.last_mut() {
@@ -72,7 +80,14 @@ impl SledLedgerStore {
             self.tree.range(from..upper)
         } else {
             self.tree.range(from..keys::state(namespace, end))
+        };
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (k, v) = item?;
+            let (_, key) = keys::parse_state(&k)?;
+            out.push((key, parse(&v)?));
         }
+        Ok(out)
     }
 }
 
@@ -123,13 +138,7 @@ impl LedgerStore for SledLedgerStore {
         end: &str,
         limit: usize,
     ) -> Result<Vec<(String, VersionedValue)>> {
-        let mut out = Vec::new();
-        for item in self.state_iter(namespace, start, end).take(limit) {
-            let (k, v) = item?;
-            let (_, key) = keys::parse_state(&k)?;
-            out.push((key, keys::parse_versioned_value(&v)?));
-        }
-        Ok(out)
+        self.scan(namespace, start, end, limit, keys::parse_versioned_value)
     }
 
     fn state_range_versions(
@@ -139,13 +148,7 @@ impl LedgerStore for SledLedgerStore {
         end: &str,
         limit: usize,
     ) -> Result<Vec<(String, Version)>> {
-        let mut out = Vec::new();
-        for item in self.state_iter(namespace, start, end).take(limit) {
-            let (k, v) = item?;
-            let (_, key) = keys::parse_state(&k)?;
-            out.push((key, keys::parse_version(&v)?));
-        }
-        Ok(out)
+        self.scan(namespace, start, end, limit, keys::parse_version)
     }
 
     fn block(&self, number: u64) -> Result<Option<Vec<u8>>> {
