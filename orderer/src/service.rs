@@ -173,13 +173,17 @@ impl AtomicBroadcast for AtomicBroadcastService {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(BUFFER);
         let service = Arc::clone(&self.0);
+        let mut closing = self.0.closing.clone();
         tokio::spawn(async move {
             // Envelopes of one stream are ordered concurrently (a client may send many before it
             // reads an answer) and answered in the order they came, at most PIPELINE at a time.
+            // When the node closes, the stream takes no more envelopes, answers those it took
+            // and ends, so that a client's long-lived stream never holds up the shutdown.
             let mut in_flight = FuturesOrdered::new();
             let mut open = true;
             loop {
                 tokio::select! {
+                    _ = async { let _ = closing.wait_for(|c| *c).await; }, if open => open = false,
                     next = inbound.message(), if open && in_flight.len() < PIPELINE => match next {
                         Ok(Some(envelope)) => {
                             let service = Arc::clone(&service);
