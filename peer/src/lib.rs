@@ -18,6 +18,7 @@
 //! - [`endorser`]: checks a signed proposal, simulates it and signs the proposal response.
 //! - [`gateway`]: endorsement planning and gathering across organisations, for Endorse.
 //! - [`orderers`]: Broadcast and Deliver against the ordering service, with fail-over.
+//! - [`lanes`]: the long-lived Broadcast streams to one orderer that [`orderers`] sends over.
 //! - [`service`]: the gRPC services over TLS: `protos.Endorser`, `gateway.Gateway` and
 //!   `protos.Deliver`.
 //! - [`node`]: the peer node's configuration and start-up, and its operations port.
@@ -31,6 +32,7 @@ pub mod committer;
 pub mod endorser;
 pub mod error;
 pub mod gateway;
+pub mod lanes;
 pub mod ledger;
 pub mod lifecycle;
 pub mod node;

@@ -25,6 +25,7 @@ use prost::Message;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::committer::{Committer, Pipeline};
+use crate::lanes::Lanes;
 use crate::validator::ValidationContext;
 use crate::validator::verify::verify_block;
 
@@ -38,12 +39,12 @@ pub const MAX_BLOCK_BYTES: usize = 128 << 20;
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
-/// One orderer endpoint with its lazily connected channels: one for Broadcast, one for the
-/// long-lived Deliver stream, so that a connection error on one never cuts the other.
+/// One orderer endpoint with its lazily connected channels: one for the Broadcast streams, one
+/// for the long-lived Deliver stream, so that a connection error on one never cuts the other.
 #[derive(Clone)]
 struct Orderer {
     address: String,
-    channel: Channel,
+    broadcast: Arc<Lanes>,
     deliver: Channel,
 }
 
@@ -120,7 +121,7 @@ impl Orderers {
                     .http2_keep_alive_interval(Duration::from_secs(60));
                 Ok(Orderer {
                     address: address.clone(),
-                    channel: endpoint.connect_lazy(),
+                    broadcast: Arc::new(Lanes::new(endpoint.connect_lazy())),
                     deliver: endpoint.connect_lazy(),
                 })
             })
@@ -167,24 +168,13 @@ impl Orderers {
     async fn broadcast_round(&self, envelope: &Envelope) -> Result<(), BroadcastError> {
         let mut failures = Vec::new();
         for (at, orderer) in self.in_turn() {
-            let mut client = AtomicBroadcastClient::new(orderer.channel.clone());
-            let call = async {
-                let mut answers = client
-                    .broadcast(tokio_stream::once(envelope.clone()))
-                    .await?
-                    .into_inner();
-                let answer = answers
-                    .message()
-                    .await?
-                    .ok_or_else(|| tonic::Status::unavailable("the stream closed unanswered"))?;
-                // Read the stream to its end (the orderer closes it once it answered the one
-                // envelope): dropping it early resets the HTTP/2 stream, and a connection
-                // with too many resets is torn down.
-                while answers.message().await?.is_some() {}
-                Ok::<_, tonic::Status>(answer)
-            };
+            let call = orderer.broadcast.broadcast(envelope.clone());
             match tokio::time::timeout(BROADCAST_TIMEOUT, call).await {
-                Err(_) => failures.push((orderer.address.clone(), "timed out".to_owned())),
+                Err(_) => {
+                    // A stream this slow may be stuck: the next envelopes get new ones.
+                    orderer.broadcast.reset();
+                    failures.push((orderer.address.clone(), "timed out".to_owned()));
+                }
                 Ok(Err(status)) => failures.push((
                     orderer.address.clone(),
                     format!("{:?}: {}", status.code(), status.message()),

@@ -6,6 +6,7 @@ mod channel;
 mod commerce;
 mod crash;
 mod fixture;
+mod lanes;
 mod lifecycle;
 mod mvcc;
 mod node;
