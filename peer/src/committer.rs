@@ -167,7 +167,7 @@ impl Committer {
                 "only block 0 of an empty ledger is a genesis block",
             ));
         }
-        let n = block.data.as_ref().map(|d| d.data.len()).unwrap_or(0);
+        let n = tx_count(&block);
         let codes = vec![ValidationCode::VALID; n];
         set_transactions_filter(&mut block, &codes);
         let checked = vec![CheckedTx::recorded(ValidationCode::VALID, Some(TxRwSet::default())); n];
@@ -345,7 +345,6 @@ fn dispatch_loop(
     output: &SyncSender<InFlight>,
     failure: &Mutex<Option<String>>,
 ) {
-    let workers = me.ctx.threads.clamp(1, 64);
     for block in input {
         if let Err(e) = verify_block(&block, &me.ctx) {
             // A refused block is logged and skipped; the blocks after it will fail continuity
@@ -355,9 +354,9 @@ fn dispatch_loop(
             continue;
         }
         let block = Arc::new(block);
-        let n = block.data.as_ref().map(|d| d.data.len()).unwrap_or(0);
+        let n = tx_count(&block);
         let mut receivers = Vec::new();
-        for range in chunks(n, workers) {
+        for range in chunks(n, me.ctx.threads) {
             let (reply, rx) = sync_channel(1);
             receivers.push(rx);
             let job = Job {
@@ -427,7 +426,7 @@ fn commit_loop(me: &Committer, input: Receiver<InFlight>, failure: &Mutex<Option
 /// Waits for every chunk of a block and puts the results in transaction order.
 fn assemble(in_flight: InFlight) -> Result<Verified> {
     let InFlight { block, chunks } = in_flight;
-    let n = block.data.as_ref().map(|d| d.data.len()).unwrap_or(0);
+    let n = tx_count(&block);
     let mut checked = Vec::with_capacity(n);
     for rx in chunks {
         match rx.recv() {
@@ -449,6 +448,11 @@ fn assemble(in_flight: InFlight) -> Result<Verified> {
         block: Arc::unwrap_or_clone(block),
         checked,
     })
+}
+
+/// How many transactions a block holds.
+fn tx_count(block: &Block) -> usize {
+    block.data.as_ref().map_or(0, |d| d.data.len())
 }
 
 fn record_failure(failure: &Mutex<Option<String>>, e: &Error) {

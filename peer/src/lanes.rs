@@ -105,12 +105,11 @@ async fn serve(mut client: AtomicBroadcastClient<Channel>, mut items: mpsc::Rece
         tokio::select! {
             item = items.recv(), if waiting.len() < IN_FLIGHT => match item {
                 Some((envelope, reply)) => {
+                    waiting.push_back(reply);
                     // Room is certain: `out` holds at most the envelopes waiting.
                     if out.try_send(envelope).is_err() {
-                        let _ = reply.send(Err(Status::unavailable("the Broadcast stream closed")));
                         break Status::unavailable("the Broadcast stream closed");
                     }
-                    waiting.push_back(reply);
                 }
                 // The lane was dropped.
                 None => break Status::unavailable("the Broadcast stream was closed by the peer"),
