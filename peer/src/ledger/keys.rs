@@ -5,7 +5,9 @@
 //! - `x` ‖ header hash → number (8 bytes BE)
 //! - `t` ‖ txid → number (8) ‖ index (8) ‖ code (1)
 //! - `s` ‖ namespace ‖ 0x00 ‖ key → block (8) ‖ tx (8) ‖ value
-//! - `h` ‖ namespace ‖ 0x00 ‖ key length (4 BE) ‖ key ‖ block (8) ‖ tx (8) → empty
+//! - `h` ‖ namespace ‖ 0x00 ‖ key length (4 BE) ‖ key ‖ block (8) ‖ tx (8) → empty: a version
+//!   of the key that a later one superseded, or a deletion. The live version is the one in the
+//!   key's `s` record, so a key's history is its `h` records followed by that.
 //! - `p` → the savepoint: number (8) ‖ hash (32)
 //!
 //! Namespaces never contain 0x00 (chaincode names are checked), so the first 0x00 after the

@@ -1,5 +1,6 @@
 //! The ledger on sled: one tree, one atomic batch per block, flushed before the commit returns.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::keys;
@@ -108,13 +109,31 @@ impl LedgerStore for SledLedgerStore {
         for (txid, loc) in &c.txids {
             batch.insert(keys::txid(txid), &keys::tx_location(loc)[..]);
         }
+        // A key's live version is kept in its state entry; the history index gets an entry when
+        // a version is superseded or deleted. A key written once (most keys) costs one entry.
+        // The versions live after the block's earlier updates, by state key (`None`: deleted).
+        let mut live: BTreeMap<Vec<u8>, Option<Version>> = BTreeMap::new();
         for u in &c.updates {
             let key = keys::state(&u.namespace, &u.key);
-            match &u.value {
-                Some(v) => batch.insert(key, keys::versioned_value(v, u.version)),
-                None => batch.remove(key),
+            let superseded = match live.get(&key) {
+                Some(v) => *v,
+                None => self
+                    .tree
+                    .get(&key)?
+                    .map(|v| keys::parse_version(&v))
+                    .transpose()?,
+            };
+            if let Some(old) = superseded {
+                batch.insert(keys::history(&u.namespace, &u.key, old), &[][..]);
             }
-            batch.insert(keys::history(&u.namespace, &u.key, u.version), &[][..]);
+            match &u.value {
+                Some(v) => batch.insert(key.clone(), keys::versioned_value(v, u.version)),
+                None => {
+                    batch.remove(key.clone());
+                    batch.insert(keys::history(&u.namespace, &u.key, u.version), &[][..]);
+                }
+            }
+            live.insert(key, u.value.as_ref().map(|_| u.version));
         }
         batch.insert(keys::SAVEPOINT, &keys::savepoint(c.number, &c.hash)[..]);
         self.tree.apply_batch(batch)?;
@@ -190,13 +209,25 @@ impl LedgerStore for SledLedgerStore {
             None => self.tree.scan_prefix(&prefix),
         };
         // An error is kept, to be returned below.
-        iter.take_while(|item| !matches!(item, Ok((k, _)) if !k.starts_with(&prefix)))
+        let mut versions = iter
+            .take_while(|item| !matches!(item, Ok((k, _)) if !k.starts_with(&prefix)))
             .take(limit)
             .map(|item| {
                 let (k, _) = item?;
                 keys::parse_history_version(&k)
             })
-            .collect()
+            .collect::<Result<Vec<Version>>>()?;
+        // The live version, newer than every indexed one, comes last. Ledgers written before
+        // versions were indexed only once superseded also index the live one: it is not repeated.
+        if versions.len() < limit
+            && let Some(v) = self.tree.get(keys::state(namespace, key))?
+        {
+            let live = keys::parse_version(&v)?;
+            if after.is_none_or(|a| live > a) && versions.last() != Some(&live) {
+                versions.push(live);
+            }
+        }
+        Ok(versions)
     }
 
     fn state_snapshot(&self) -> Result<Vec<(String, String, VersionedValue)>> {
@@ -208,5 +239,55 @@ impl LedgerStore for SledLedgerStore {
                 Ok((ns, key, keys::parse_versioned_value(&v)?))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::StateUpdate;
+
+    /// Ledgers written before a version was indexed only once superseded also hold a history
+    /// record of each live version; their histories do not repeat it.
+    #[test]
+    fn an_indexed_live_version_is_not_repeated() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledLedgerStore::open(dir.path(), "ch").unwrap();
+        let v = |block, tx| Version { block, tx };
+        for (number, version) in [(0, v(0, 0)), (1, v(1, 0))] {
+            store
+                .commit(&BlockCommit {
+                    number,
+                    hash: [number as u8; 32],
+                    block_bytes: vec![number as u8],
+                    updates: vec![StateUpdate {
+                        namespace: "cc".into(),
+                        key: "k".into(),
+                        value: Some(b"x".to_vec()),
+                        version,
+                    }],
+                    txids: vec![],
+                })
+                .unwrap();
+        }
+        store
+            .tree
+            .insert(keys::history("cc", "k", v(1, 0)), &[][..])
+            .unwrap();
+        assert_eq!(
+            store.history("cc", "k", None, 10).unwrap(),
+            vec![v(0, 0), v(1, 0)]
+        );
+        assert_eq!(store.history("cc", "k", None, 1).unwrap(), vec![v(0, 0)]);
+        assert_eq!(
+            store.history("cc", "k", Some(v(0, 0)), 10).unwrap(),
+            vec![v(1, 0)]
+        );
+        assert!(
+            store
+                .history("cc", "k", Some(v(1, 0)), 10)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -130,9 +130,93 @@ fn conformance(store: &dyn LedgerStore) {
     );
 }
 
+/// Keys written once, superseded, deleted and written again, within one block and across
+/// blocks: a key's history is every version that wrote it, oldest first, deletions included.
+fn history_conformance(store: &dyn LedgerStore) {
+    let commit = |number: u64, updates: Vec<StateUpdate>| {
+        store
+            .commit(&BlockCommit {
+                number,
+                hash: [number as u8 + 1; 32],
+                block_bytes: format!("block{number}").into_bytes(),
+                updates,
+                txids: vec![],
+            })
+            .unwrap();
+    };
+    let v = |block, tx| Version { block, tx };
+    commit(
+        0,
+        vec![
+            update("once", Some("1"), 0, 0),
+            update("c", Some("1"), 0, 1),
+            update("c", Some("2"), 0, 2),
+            update("c", None, 0, 3),
+            update("c", Some("3"), 0, 4),
+            update("gone", None, 0, 5),
+        ],
+    );
+    commit(
+        1,
+        vec![
+            update("c", Some("4"), 1, 0),
+            update("once-more", Some("1"), 1, 1),
+        ],
+    );
+    commit(
+        2,
+        vec![update("c", None, 2, 0), update("once-more", None, 2, 1)],
+    );
+    commit(3, vec![update("c", Some("5"), 3, 0)]);
+
+    let history = |key: &str, after: Option<Version>, limit: usize| {
+        store.history("cc", key, after, limit).unwrap()
+    };
+    assert_eq!(history("once", None, 10), vec![v(0, 0)]);
+    assert!(history("once", Some(v(0, 0)), 10).is_empty());
+    // A deletion of a key that never existed is still the transaction that deleted it.
+    assert_eq!(history("gone", None, 10), vec![v(0, 5)]);
+    assert_eq!(history("once-more", None, 10), vec![v(1, 1), v(2, 1)]);
+    let all = vec![
+        v(0, 1),
+        v(0, 2),
+        v(0, 3),
+        v(0, 4),
+        v(1, 0),
+        v(2, 0),
+        v(3, 0),
+    ];
+    assert_eq!(history("c", None, 100), all);
+    // Pages of any size, after any version, put together are the whole history.
+    for limit in 1..=all.len() {
+        let mut paged = Vec::new();
+        let mut after = None;
+        loop {
+            let page = history("c", after, limit);
+            assert!(page.len() <= limit);
+            match page.last() {
+                Some(last) => after = Some(*last),
+                None => break,
+            }
+            paged.extend(page);
+        }
+        assert_eq!(paged, all, "pages of {limit}");
+    }
+    assert_eq!(history("c", Some(v(1, 5)), 2), vec![v(2, 0), v(3, 0)]);
+    assert_eq!(store.state("cc", "c").unwrap().unwrap().value, b"5");
+    assert!(store.state("cc", "once-more").unwrap().is_none());
+}
+
 #[test]
 fn mem_store_conforms() {
     conformance(&MemLedgerStore::new());
+    history_conformance(&MemLedgerStore::new());
+}
+
+#[test]
+fn sled_store_keeps_every_version_in_its_history() {
+    let dir = tempfile::tempdir().unwrap();
+    history_conformance(&SledLedgerStore::open(dir.path(), "ch").unwrap());
 }
 
 #[test]
