@@ -215,7 +215,7 @@ pub enum SigningKey {
     EcdsaP256(ringsig::EcdsaKeyPair),
     /// An Ed25519 key (signing with curve25519-dalek's precomputed tables, about a quarter
     /// faster here than ring's; the signatures are the same, Ed25519 being deterministic).
-    Ed25519(Box<ed25519_dalek::SigningKey>),
+    Ed25519(ed25519_dalek::SigningKey),
 }
 
 impl fmt::Debug for SigningKey {
@@ -286,7 +286,7 @@ impl SigningKey {
     pub fn public_key_bytes(&self) -> &[u8] {
         match self {
             SigningKey::EcdsaP256(k) => k.public_key().as_ref(),
-            SigningKey::Ed25519(k) => AsRef::<ed25519_dalek::VerifyingKey>::as_ref(&**k).as_bytes(),
+            SigningKey::Ed25519(k) => AsRef::<ed25519_dalek::VerifyingKey>::as_ref(k).as_bytes(),
         }
     }
 
@@ -299,9 +299,9 @@ impl SigningKey {
                     .map_err(|_| Error::Key("ECDSA signing failed".into()))?;
                 normalize_low_s_p256(sig.as_ref())
             }
-            SigningKey::Ed25519(k) => Ok(ed25519_dalek::Signer::sign(&**k, message)
-                .to_bytes()
-                .to_vec()),
+            SigningKey::Ed25519(k) => {
+                Ok(ed25519_dalek::Signer::sign(k, message).to_bytes().to_vec())
+            }
         }
     }
 }
@@ -309,14 +309,14 @@ impl SigningKey {
 /// The Ed25519 key of a PKCS#8 document that ring has parsed (v1 or v2, RFC 8410): its 32-byte
 /// seed follows the fixed version and algorithm fields, in an OCTET STRING inside the
 /// privateKey OCTET STRING. The key it gives must have ring's public key.
-fn ed25519_signing_key(der: &[u8], public: &[u8]) -> Result<Box<ed25519_dalek::SigningKey>> {
+fn ed25519_signing_key(der: &[u8], public: &[u8]) -> Result<ed25519_dalek::SigningKey> {
     const SEED_AT: usize = 16;
     let seed: [u8; 32] = der
         .get(SEED_AT - 4..SEED_AT + 32)
         .filter(|b| b[..4] == [0x04, 0x22, 0x04, 0x20])
         .and_then(|b| b[4..].try_into().ok())
         .ok_or_else(|| Error::Key("Ed25519 PKCS#8 key without its 32-byte seed".into()))?;
-    let key = Box::new(ed25519_dalek::SigningKey::from_bytes(&seed));
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
     if key.verifying_key().as_bytes().as_slice() != public {
         return Err(Error::Key(
             "Ed25519 PKCS#8 key whose public key is not its seed's".into(),
