@@ -209,6 +209,46 @@ pub fn verify_ed25519_batch(items: &[Ed25519Item<'_>]) -> Vec<Result<()>> {
         .collect()
 }
 
+/// One signature to verify, by a key of any algorithm.
+pub struct SignedItem<'a> {
+    /// The signer's key.
+    pub key: &'a PublicKey,
+    /// The signed message.
+    pub message: &'a [u8],
+    /// The signature bytes.
+    pub signature: &'a [u8],
+}
+
+/// Verifies many signatures: the Ed25519 ones in one batch ([`verify_ed25519_batch`]), the
+/// others one by one. Returns one result per item, each the verdict [`PublicKey::verify`] gives
+/// that item alone.
+pub fn verify_many(items: &[SignedItem<'_>]) -> Vec<Result<()>> {
+    let mut verdicts: Vec<Option<Result<()>>> = Vec::with_capacity(items.len());
+    let mut batch = Vec::new();
+    for item in items {
+        verdicts.push(match item.key {
+            PublicKey::Ed25519(key) => {
+                batch.push(Ed25519Item {
+                    key,
+                    message: item.message,
+                    signature: item.signature,
+                });
+                None
+            }
+            key => Some(key.verify(item.message, item.signature)),
+        });
+    }
+    let mut batched = verify_ed25519_batch(&batch).into_iter();
+    verdicts
+        .into_iter()
+        .map(|v| {
+            // One batch verdict per `None`, in order; fail closed all the same.
+            v.or_else(|| batched.next())
+                .unwrap_or_else(|| Err(Error::BadSignature("not verified".into())))
+        })
+        .collect()
+}
+
 /// A private key that signs as an identity.
 pub enum SigningKey {
     /// An ECDSA P-256 key.
@@ -521,6 +561,46 @@ const fn hex48(s: &str) -> [u8; 48] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Mixed algorithms in one call: every verdict is the one the key gives alone.
+    #[test]
+    fn many_signatures_of_mixed_algorithms_get_their_own_verdicts() {
+        let (ed, _) = SigningKey::generate(KeyAlgorithm::Ed25519).unwrap();
+        let (p256, _) = SigningKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let (ed_key, p256_key) = (ed.public_key().unwrap(), p256.public_key().unwrap());
+        let cases: Vec<(&PublicKey, Vec<u8>, Vec<u8>)> = (0..8u8)
+            .map(|i| {
+                let (signer, key) = if i % 3 == 0 {
+                    (&p256, &p256_key)
+                } else {
+                    (&ed, &ed_key)
+                };
+                let signature = signer.sign(&[i]).unwrap();
+                // Items 2 (Ed25519) and 6 (P-256) are checked over another message.
+                let message = if i == 2 || i == 6 {
+                    vec![0xff]
+                } else {
+                    vec![i]
+                };
+                (key, message, signature)
+            })
+            .collect();
+        let items: Vec<SignedItem<'_>> = cases
+            .iter()
+            .map(|(key, message, signature)| SignedItem {
+                key,
+                message,
+                signature,
+            })
+            .collect();
+        let verdicts: Vec<bool> = verify_many(&items).iter().map(Result::is_ok).collect();
+        let alone: Vec<bool> = cases
+            .iter()
+            .map(|(key, message, signature)| key.verify(message, signature).is_ok())
+            .collect();
+        assert_eq!(verdicts, alone);
+        assert_eq!(verdicts, [true, true, false, true, true, true, false, true]);
+    }
 
     /// Ed25519 keys load from ring's v2 documents and from v1 ones (as Go writes them), and
     /// sign exactly as ring does with the same key.

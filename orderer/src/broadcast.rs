@@ -12,9 +12,9 @@
 use std::sync::Arc;
 
 use mercato_ca::channel::ChannelConfig;
-use mercato_ca::crypto::{Ed25519Item, verify_ed25519_batch};
+use mercato_ca::crypto::{SignedItem, verify_many};
 use mercato_ca::policy::{OrgPolicies, Policy};
-use mercato_ca::{Identity, MspManager, PublicKey};
+use mercato_ca::{Identity, MspManager};
 use mercato_proto::Limits;
 use mercato_proto::pb::common::{HeaderType, Status};
 use mercato_proto::transaction::{ParsedEnvelope, parse_envelope};
@@ -108,46 +108,31 @@ impl BroadcastChecker {
     }
 
     /// Checks many envelopes at once, each getting the answer [`BroadcastChecker::check`] gives
-    /// it alone: their Ed25519 signatures are verified in one batch (see
-    /// [`verify_ed25519_batch`]: no verdict depends on the other envelopes), the others one by
-    /// one.
+    /// it alone: their Ed25519 signatures are verified in one batch (see [`verify_many`]: no
+    /// verdict depends on the other envelopes), the others one by one.
     pub fn check_batch(&self, envelopes: &[Vec<u8>]) -> Vec<Result<ParsedEnvelope, Refusal>> {
         if let [one] = envelopes {
             return vec![self.check(one)];
         }
         let admitted: Vec<_> = envelopes.iter().map(|e| self.admit(e)).collect();
-        let mut signatures: Vec<Option<mercato_ca::Result<()>>> =
-            admitted.iter().map(|_| None).collect();
-        let mut batch = Vec::new();
-        let mut batched = Vec::new();
-        for (i, admitted) in admitted.iter().enumerate() {
-            let Ok((parsed, creator)) = admitted else {
-                continue;
-            };
-            match creator.public_key() {
-                PublicKey::Ed25519(key) => {
-                    batch.push(Ed25519Item {
-                        key,
-                        message: &parsed.payload_bytes,
-                        signature: &parsed.signature,
-                    });
-                    batched.push(i);
-                }
-                key => signatures[i] = Some(key.verify(&parsed.payload_bytes, &parsed.signature)),
-            }
-        }
-        let results = verify_ed25519_batch(&batch);
-        drop(batch);
-        for (i, result) in batched.into_iter().zip(results) {
-            signatures[i] = Some(result);
-        }
+        let items: Vec<SignedItem<'_>> = admitted
+            .iter()
+            .flatten()
+            .map(|(parsed, creator)| SignedItem {
+                key: creator.public_key(),
+                message: &parsed.payload_bytes,
+                signature: &parsed.signature,
+            })
+            .collect();
+        let mut signatures = verify_many(&items).into_iter();
+        drop(items);
         admitted
             .into_iter()
-            .zip(signatures)
-            .map(|(admitted, signature)| {
+            .map(|admitted| {
                 let (parsed, creator) = admitted?;
-                // Every admitted envelope's signature was verified above; fail closed anyway.
-                let signature = signature
+                // One verdict per admitted envelope, in order; fail closed all the same.
+                let signature = signatures
+                    .next()
                     .unwrap_or_else(|| Err(mercato_ca::Error::BadSignature("not verified".into())));
                 self.authorise(parsed, &creator, signature)
             })

@@ -187,6 +187,23 @@ mod tests {
         batch.iter().collect()
     }
 
+    /// Each signature's verdict from one `verify_ed25519_batch` call: (key, message, signature).
+    fn batch_verdicts(cases: &[(&ed25519_dalek::VerifyingKey, &[u8], &[u8])]) -> Vec<bool> {
+        use crate::crypto::{Ed25519Item, verify_ed25519_batch};
+        let items: Vec<Ed25519Item<'_>> = cases
+            .iter()
+            .map(|&(key, message, signature)| Ed25519Item {
+                key,
+                message,
+                signature,
+            })
+            .collect();
+        verify_ed25519_batch(&items)
+            .iter()
+            .map(Result::is_ok)
+            .collect()
+    }
+
     /// The point (0, -1), of order 2.
     fn order_two() -> EdwardsPoint {
         let mut y = [0xffu8; 32];
@@ -230,27 +247,15 @@ mod tests {
 
     #[test]
     fn a_batch_with_a_bad_signature_keeps_every_other_verdict() {
-        use crate::crypto::{Ed25519Item, PublicKey, verify_ed25519_batch};
+        use crate::crypto::PublicKey;
         let (a, vk) = key(11);
         let crafted = sign_with_torsion(&a, &vk, b"c", order_two());
         let honest = sign_with_torsion(&a, &vk, b"h", EdwardsPoint::default());
-        let cases: Vec<(&[u8], Vec<u8>)> = vec![
-            (b"c", crafted.clone()),
-            (b"wrong", honest.clone()),
-            (b"h", honest.clone()),
-        ];
-        let items: Vec<Ed25519Item<'_>> = cases
-            .iter()
-            .map(|(m, s)| Ed25519Item {
-                key: &vk,
-                message: m,
-                signature: s,
-            })
-            .collect();
-        let verdicts: Vec<bool> = verify_ed25519_batch(&items)
-            .iter()
-            .map(Result::is_ok)
-            .collect();
+        let verdicts = batch_verdicts(&[
+            (&vk, b"c", &crafted),
+            (&vk, b"wrong", &honest),
+            (&vk, b"h", &honest),
+        ]);
         assert_eq!(verdicts, [true, false, true]);
         assert!(PublicKey::Ed25519(vk).verify(b"c", &crafted).is_ok());
     }
@@ -275,7 +280,6 @@ mod tests {
     /// and every other verdict stays.
     #[test]
     fn signatures_of_many_keys_sharing_a_batch_keep_their_own_verdicts() {
-        use crate::crypto::{Ed25519Item, verify_ed25519_batch};
         let keys: Vec<_> = (20..24u8).map(key).collect();
         let mut cases: Vec<(usize, Vec<u8>, Vec<u8>, bool)> = Vec::new();
         for i in 0..24u8 {
@@ -292,35 +296,20 @@ mod tests {
             };
             cases.push((listed, message, sig, good));
         }
-        let items: Vec<Ed25519Item<'_>> = cases
+        let as_listed: Vec<(&ed25519_dalek::VerifyingKey, &[u8], &[u8])> = cases
             .iter()
-            .map(|(k, m, s, _)| Ed25519Item {
-                key: &keys[*k].1,
-                message: m,
-                signature: s,
-            })
-            .collect();
-        let verdicts: Vec<bool> = verify_ed25519_batch(&items)
-            .iter()
-            .map(Result::is_ok)
+            .map(|(k, m, s, _)| (&keys[*k].1, m.as_slice(), s.as_slice()))
             .collect();
         let expected: Vec<bool> = cases.iter().map(|c| c.3).collect();
-        assert_eq!(verdicts, expected);
-        let good: Vec<Prepared> = cases
-            .iter()
-            .filter(|c| c.3)
-            .map(|(k, m, s, _)| prepare(&keys[*k].1, m, s).unwrap())
-            .collect();
-        assert!(all_hold(&refs(&good)));
-        for bad in cases.iter().filter(|c| !c.3) {
-            let mut batch = cases
-                .iter()
-                .filter(|c| c.3)
-                .map(|(k, m, s, _)| prepare(&keys[*k].1, m, s).unwrap())
-                .collect::<Vec<_>>();
-            batch.insert(3, prepare(&keys[bad.0].1, &bad.1, &bad.2).unwrap());
+        assert_eq!(batch_verdicts(&as_listed), expected);
+        let prepared = |i: usize| prepare(as_listed[i].0, as_listed[i].1, as_listed[i].2).unwrap();
+        let good = || (0..cases.len()).filter(|&i| cases[i].3).map(prepared);
+        assert!(all_hold(&refs(&good().collect::<Vec<_>>())));
+        for bad in (0..cases.len()).filter(|&i| !cases[i].3) {
+            let mut batch: Vec<Prepared> = good().collect();
+            batch.insert(3, prepared(bad));
             assert!(!all_hold(&refs(&batch)));
-            assert!(!holds(&prepare(&keys[bad.0].1, &bad.1, &bad.2).unwrap()));
+            assert!(!holds(&prepared(bad)));
         }
     }
 

@@ -111,11 +111,13 @@ impl LedgerStore for SledLedgerStore {
         }
         // A key's live version is kept in its state entry; the history index gets an entry when
         // a version is superseded or deleted. A key written once (most keys) costs one entry.
-        // The versions live after the block's earlier updates, by state key (`None`: deleted).
-        let mut live: BTreeMap<Vec<u8>, Option<Version>> = BTreeMap::new();
+        // The versions live after the block's earlier updates, by namespace and key (`None`:
+        // deleted).
+        let mut live: BTreeMap<(&str, &str), Option<Version>> = BTreeMap::new();
         for u in &c.updates {
             let key = keys::state(&u.namespace, &u.key);
-            let superseded = match live.get(&key) {
+            let name = (u.namespace.as_str(), u.key.as_str());
+            let superseded = match live.get(&name) {
                 Some(v) => *v,
                 None => self
                     .tree
@@ -127,13 +129,13 @@ impl LedgerStore for SledLedgerStore {
                 batch.insert(keys::history(&u.namespace, &u.key, old), &[][..]);
             }
             match &u.value {
-                Some(v) => batch.insert(key.clone(), keys::versioned_value(v, u.version)),
+                Some(v) => batch.insert(key, keys::versioned_value(v, u.version)),
                 None => {
-                    batch.remove(key.clone());
+                    batch.remove(key);
                     batch.insert(keys::history(&u.namespace, &u.key, u.version), &[][..]);
                 }
             }
-            live.insert(key, u.value.as_ref().map(|_| u.version));
+            live.insert(name, u.value.as_ref().map(|_| u.version));
         }
         batch.insert(keys::SAVEPOINT, &keys::savepoint(c.number, &c.hash)[..]);
         self.tree.apply_batch(batch)?;

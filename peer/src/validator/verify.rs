@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use mercato_ca::crypto::{Ed25519Item, verify_ed25519_batch};
-use mercato_ca::{Identity, PublicKey};
+use mercato_ca::Identity;
+use mercato_ca::crypto::{SignedItem, verify_many};
 use mercato_proto::block::{block_signature_message, block_signatures, check_block};
 use mercato_proto::pb::common::{Block, SignatureHeader};
 use mercato_proto::pb::protos::ChaincodeEvent;
@@ -214,25 +214,17 @@ fn verify_signatures(
 ) {
     let mut outcomes: Vec<(Target, bool)> = Vec::new();
     {
-        let mut batch: Vec<Ed25519Item<'_>> = Vec::new();
-        let mut batch_targets: Vec<Target> = Vec::new();
+        let mut items: Vec<SignedItem<'_>> = Vec::new();
+        let mut targets: Vec<Target> = Vec::new();
         for (pi, slot) in slots.iter().enumerate() {
             let Ok(p) = slot else { continue };
             if let Some(id) = &p.creator {
-                match id.public_key() {
-                    PublicKey::Ed25519(vk) => {
-                        batch.push(Ed25519Item {
-                            key: vk,
-                            message: &p.tx.payload_bytes,
-                            signature: &p.tx.signature,
-                        });
-                        batch_targets.push(Target::Creator(pi));
-                    }
-                    key => outcomes.push((
-                        Target::Creator(pi),
-                        key.verify(&p.tx.payload_bytes, &p.tx.signature).is_ok(),
-                    )),
-                }
+                items.push(SignedItem {
+                    key: id.public_key(),
+                    message: &p.tx.payload_bytes,
+                    signature: &p.tx.signature,
+                });
+                targets.push(Target::Creator(pi));
             }
             for (ei, (endorser, e)) in p.endorsers.iter().zip(&p.tx.endorsements).enumerate() {
                 let Some(id) = endorser else { continue };
@@ -246,25 +238,16 @@ fn verify_signatures(
                     outcomes.push((target, true));
                     continue;
                 }
-                match id.public_key() {
-                    PublicKey::Ed25519(vk) => {
-                        batch.push(Ed25519Item {
-                            key: vk,
-                            message: msg,
-                            signature: &e.signature,
-                        });
-                        batch_targets.push(target);
-                    }
-                    key => outcomes.push((target, key.verify(msg, &e.signature).is_ok())),
-                }
+                items.push(SignedItem {
+                    key: id.public_key(),
+                    message: msg,
+                    signature: &e.signature,
+                });
+                targets.push(target);
             }
         }
-        let results = verify_ed25519_batch(&batch);
-        outcomes.extend(
-            batch_targets
-                .into_iter()
-                .zip(results.iter().map(Result::is_ok)),
-        );
+        let verdicts = verify_many(&items);
+        outcomes.extend(targets.into_iter().zip(verdicts.iter().map(Result::is_ok)));
     }
     for (target, ok) in outcomes {
         match target {
