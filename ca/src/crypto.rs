@@ -188,9 +188,19 @@ pub struct Ed25519Item<'a> {
 /// signatures share the batch. When the batch as a whole fails, the items are checked one by one
 /// to learn which are bad.
 pub fn verify_ed25519_batch(items: &[Ed25519Item<'_>]) -> Vec<Result<()>> {
+    // A batch holds few keys (a channel's endorsers, its active clients): each is checked once.
+    let mut weak: std::collections::BTreeMap<&[u8; 32], bool> = std::collections::BTreeMap::new();
     let prepared: Vec<Result<ed25519::Prepared>> = items
         .iter()
-        .map(|i| ed25519::prepare(i.key, i.message, i.signature))
+        .map(|i| {
+            if *weak
+                .entry(i.key.as_bytes())
+                .or_insert_with(|| ed25519::weak_key(i.key))
+            {
+                return Err(ed25519::weak_key_error());
+            }
+            ed25519::prepare_under_sound_key(i.key, i.message, i.signature)
+        })
         .collect();
     let well_formed: Vec<&ed25519::Prepared> = prepared.iter().flatten().collect();
     let all_hold = ed25519::all_hold(&well_formed);

@@ -46,9 +46,63 @@ fn canonical_y(bytes: &[u8; 32]) -> bool {
     !(top == 0x7f && bytes[1..31].iter().all(|&b| b == 0xff) && bytes[0] >= 0xed)
 }
 
+/// The `y` encodings (sign bit cleared) of the eight points of small order: `1` (the identity),
+/// `-1` (order 2), `0` (the two of order 4) and `±y₈` (the four of order 8). A canonical `y`
+/// among them decodes, with either sign bit, to a point of small order (the torsion points come
+/// in pairs `(±x, y)`, and for `x = 0` both sign bits name the same point), and no other `y`
+/// does. Comparing 32 bytes is cheaper than the three doublings of `is_small_order`.
+fn small_order_ys() -> &'static [[u8; 32]] {
+    static YS: std::sync::OnceLock<Vec<[u8; 32]>> = std::sync::OnceLock::new();
+    YS.get_or_init(|| {
+        let mut ys: Vec<[u8; 32]> = curve25519_dalek::constants::EIGHT_TORSION
+            .iter()
+            .map(|t| {
+                let mut y = t.compress().to_bytes();
+                y[31] &= 0x7f;
+                y
+            })
+            .collect();
+        ys.sort_unstable();
+        ys.dedup();
+        ys
+    })
+}
+
+/// Whether a point encoding with a canonical `y` decodes to a point of small order.
+fn small_order_encoding(bytes: &[u8; 32]) -> bool {
+    let mut y = *bytes;
+    y[31] &= 0x7f;
+    small_order_ys().contains(&y)
+}
+
+/// Whether an Ed25519 key is of small order, which no honest signer's is: a signature under it
+/// would say nothing about who signed. (By the point: a key's encoding may have a non-canonical
+/// `y`.)
+pub(super) fn weak_key(key: &ed25519_dalek::VerifyingKey) -> bool {
+    key.is_weak()
+}
+
+/// The error for a signature under a key of small order.
+pub(super) fn weak_key_error() -> Error {
+    Error::BadSignature("Ed25519 key of small order".into())
+}
+
 /// Decodes a signature and computes `k = SHA-512(R ‖ A ‖ M) mod ℓ`, refusing what no honest
 /// signer produces.
 pub(super) fn prepare(
+    key: &ed25519_dalek::VerifyingKey,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<Prepared> {
+    if weak_key(key) {
+        return Err(weak_key_error());
+    }
+    prepare_under_sound_key(key, message, signature)
+}
+
+/// [`prepare`] for a key the caller has found not [`weak_key`] (a batch checks each of its keys
+/// once).
+pub(super) fn prepare_under_sound_key(
     key: &ed25519_dalek::VerifyingKey,
     message: &[u8],
     signature: &[u8],
@@ -68,16 +122,13 @@ pub(super) fn prepare(
     if !canonical_y(&r_bytes) {
         return Err(bad("has a non-canonical R"));
     }
+    if small_order_encoding(&r_bytes) {
+        return Err(bad("has an R of small order"));
+    }
     let r = CompressedEdwardsY(r_bytes)
         .decompress()
         .ok_or_else(|| bad("has an R that is not a curve point"))?;
-    if r.is_small_order() {
-        return Err(bad("has an R of small order"));
-    }
     let a = key.to_edwards();
-    if a.is_small_order() {
-        return Err(Error::BadSignature("Ed25519 key of small order".into()));
-    }
     let mut h = Sha512::new();
     h.update(r_bytes);
     h.update(key.as_bytes());
@@ -311,6 +362,51 @@ mod tests {
             assert!(!all_hold(&refs(&batch)));
             assert!(!holds(&prepared(bad)));
         }
+    }
+
+    /// The encodings found of small order by their bytes are exactly those that decode to a
+    /// point of small order: every torsion point under both sign bits, and many points that are
+    /// not, some of them a torsion point away from one.
+    #[test]
+    fn small_order_is_told_by_the_encoding_as_by_the_point() {
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        let mut encodings: Vec<[u8; 32]> = Vec::new();
+        for t in EIGHT_TORSION {
+            let bytes = t.compress().to_bytes();
+            encodings.push(bytes);
+            let mut flipped = bytes;
+            flipped[31] ^= 0x80;
+            encodings.push(flipped);
+        }
+        for i in 1..200u8 {
+            let p = &Scalar::from_bytes_mod_order([i; 32]) * ED25519_BASEPOINT_TABLE;
+            encodings.push(p.compress().to_bytes());
+            encodings.push((p + EIGHT_TORSION[i as usize % 8]).compress().to_bytes());
+        }
+        let mut small = 0;
+        for bytes in &encodings {
+            assert!(canonical_y(bytes));
+            let by_point = CompressedEdwardsY(*bytes)
+                .decompress()
+                .is_some_and(|p| p.is_small_order());
+            assert_eq!(small_order_encoding(bytes), by_point, "{}", hex::encode(bytes));
+            small += usize::from(by_point);
+        }
+        assert_eq!(small, 16, "the 8 torsion points, each under both sign bits");
+        // A key of small order is refused with any signature.
+        let weak = ed25519_dalek::VerifyingKey::from_bytes(&order_two().compress().to_bytes())
+            .unwrap();
+        let (a, vk) = key(13);
+        let sig = sign_with_torsion(&a, &vk, b"m", EdwardsPoint::default());
+        let err = prepare(&weak, b"m", &sig).err().unwrap().to_string();
+        assert!(err.contains("key of small order"), "{err}");
+        // Also under a non-canonical encoding: y = p + 1, which decodes as the identity.
+        let mut p_plus_one = [0xffu8; 32];
+        p_plus_one[0] = 0xee;
+        p_plus_one[31] = 0x7f;
+        let weak = ed25519_dalek::VerifyingKey::from_bytes(&p_plus_one).unwrap();
+        assert!(weak_key(&weak));
+        assert!(batch_verdicts(&[(&weak, b"m", &sig), (&vk, b"m", &sig)]) == [false, true]);
     }
 
     #[test]
