@@ -105,12 +105,14 @@ pub fn verify_block(block: &Block, ctx: &ValidationContext) -> Result<()> {
     Ok(())
 }
 
-/// The ranges a block's `n` transactions are verified in by `threads` workers: about four per
-/// worker, so that the workers finish a block together (and go on to the next block's chunks
-/// while the last one is assembled), but never under [`MIN_CHUNK`] transactions, which keeps
-/// Ed25519 batches large enough to pay.
+/// The ranges a block's `n` transactions are verified in by `threads` workers: one per worker,
+/// but never under [`MIN_CHUNK`] transactions. A chunk is one Ed25519 batch, and the larger the
+/// batch, the less each signature's share of the batch equation costs. A 500-transaction block
+/// in 2 chunks rather than 8 of 63 (committer bench, 4 interleaved runs each): 19.2–22.3k
+/// against 18.7–20.6k tx/s with every signature verified, 86–100 against 91–103 µs of CPU per
+/// transaction. A worker that finishes its chunk first goes on to the next block's.
 pub fn chunks(n: usize, threads: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
-    let size = n.div_ceil(4 * threads.clamp(1, 64)).max(MIN_CHUNK);
+    let size = n.div_ceil(threads.clamp(1, 64)).max(MIN_CHUNK);
     (0..n)
         .step_by(size)
         .map(move |start| start..(start + size).min(n))
