@@ -52,9 +52,10 @@ pub fn apply_block(
     let mut block = BlockState {
         store,
         overlay: BTreeMap::new(),
+        updates: Vec::new(),
     };
     let mut out = Applied::default();
-    let mut block_txids = BTreeSet::new();
+    let mut block_txids: BTreeSet<&str> = BTreeSet::new();
     for (i, tx) in txs.iter().enumerate() {
         let version = Version {
             block: number,
@@ -66,7 +67,7 @@ pub fn apply_block(
             // transaction (Fabric checks duplicates before endorsements), so that a re-signed
             // variant of a committed transaction can never replace its entry in the index.
             if let Some(txid) = &tx.txid
-                && (block_txids.contains(txid) || store.tx_location(txid)?.is_some())
+                && (block_txids.contains(txid.as_str()) || store.tx_location(txid)?.is_some())
             {
                 code = TxValidationCode::DuplicateTxid.into();
             } else if code.is_valid()
@@ -75,15 +76,15 @@ pub fn apply_block(
                 code = failure;
             }
         }
-        let mut updates = Vec::new();
+        let mut staged = Vec::new();
         if code.is_valid() {
             let rwset = tx.rwset.as_ref().ok_or_else(|| {
                 Error::Corrupt(format!(
                     "valid transaction {i} of block {number} has no read/write set"
                 ))
             })?;
-            match block.check_and_stage(rwset, version, mode)? {
-                Ok(staged) => updates = staged,
+            match block.check_and_stage(rwset, mode)? {
+                Ok(writes) => staged = writes,
                 Err(failure) => {
                     if !mode.validates() {
                         return Err(Error::Corrupt(format!(
@@ -96,7 +97,7 @@ pub fn apply_block(
         }
         if let Some(txid) = &tx.txid
             && code != ValidationCode::from(TxValidationCode::DuplicateTxid)
-            && block_txids.insert(txid.clone())
+            && block_txids.insert(txid.as_str())
         {
             out.txids.push((
                 txid.clone(),
@@ -107,55 +108,85 @@ pub fn apply_block(
                 },
             ));
         }
-        for u in &updates {
-            block.overlay.insert(
-                (u.namespace.clone(), u.key.clone()),
-                u.value.clone().map(|value| VersionedValue {
-                    value,
-                    version: u.version,
-                }),
-            );
+        for w in staged {
+            block.overlay.insert((w.namespace, w.key), block.updates.len());
+            block.updates.push(StateUpdate {
+                namespace: w.namespace.to_owned(),
+                key: w.key.to_owned(),
+                value: w.value,
+                version,
+            });
         }
-        out.updates.extend(updates);
         out.codes.push(code);
     }
+    out.updates = block.updates;
     Ok(out)
 }
 
-/// The committed state seen through the writes of the block's earlier valid transactions.
-struct BlockState<'a> {
-    store: &'a dyn LedgerStore,
-    /// `None`: deleted earlier in this block.
-    overlay: BTreeMap<(String, String), Option<VersionedValue>>,
+/// One write a valid transaction makes, named by the read/write set it comes from.
+struct Staged<'t> {
+    namespace: &'t str,
+    key: &'t str,
+    /// `None`: deleted.
+    value: Option<Vec<u8>>,
 }
 
-impl StateReader for BlockState<'_> {
+/// The committed state seen through the writes of the block's earlier valid transactions.
+struct BlockState<'s, 't> {
+    store: &'s dyn LedgerStore,
+    /// The last write of each key so far in the block: its index in `updates`. The names are
+    /// borrowed from the block's read/write sets, so that looking a key up copies nothing.
+    overlay: BTreeMap<(&'t str, &'t str), usize>,
+    /// The valid transactions' writes so far, in block order.
+    updates: Vec<StateUpdate>,
+}
+
+impl StateReader for BlockState<'_, '_> {
     fn state(&self, ns: &str, key: &str) -> Result<Option<VersionedValue>> {
         self.get(ns, key)
     }
 }
 
-impl BlockState<'_> {
+impl<'t> BlockState<'_, 't> {
+    /// The block's last write of a key so far: `Some(None)` when it deleted the key, `None`
+    /// when the block has not written it.
+    fn written(&self, ns: &str, key: &str) -> Option<Option<VersionedValue>> {
+        let u = &self.updates[*self.overlay.get(&(ns, key))?];
+        Some(u.value.clone().map(|value| VersionedValue {
+            value,
+            version: u.version,
+        }))
+    }
+
     fn get(&self, ns: &str, key: &str) -> Result<Option<VersionedValue>> {
-        match self.overlay.get(&(ns.to_owned(), key.to_owned())) {
-            Some(v) => Ok(v.clone()),
+        match self.written(ns, key) {
+            Some(v) => Ok(v),
             None => self.store.state(ns, key),
         }
     }
 
-    /// Checks one transaction's reads (in Validate mode) and computes its updates. The outer
+    /// The version of a key now: what [`BlockState::get`] would give, without its value.
+    fn version(&self, ns: &str, key: &str) -> Result<Option<Version>> {
+        match self.overlay.get(&(ns, key)) {
+            Some(&i) => {
+                let u = &self.updates[i];
+                Ok(u.value.as_ref().map(|_| u.version))
+            }
+            None => Ok(self.store.state(ns, key)?.map(|v| v.version)),
+        }
+    }
+
+    /// Checks one transaction's reads (in Validate mode) and computes its writes. The outer
     /// `Result` is a storage fault; the inner one the transaction's failure code.
     fn check_and_stage(
         &self,
-        rwset: &TxRwSet,
-        version: Version,
+        rwset: &'t TxRwSet,
         mode: Mode,
-    ) -> Result<std::result::Result<Vec<StateUpdate>, ValidationCode>> {
+    ) -> Result<std::result::Result<Vec<Staged<'t>>, ValidationCode>> {
         if mode.validates() {
             for ns in &rwset.namespaces {
                 for r in &ns.reads {
-                    let current = self.get(&ns.namespace, &r.key)?.map(|v| v.version);
-                    if current != r.version {
+                    if self.version(&ns.namespace, &r.key)? != r.version {
                         return Ok(Err(TxValidationCode::MvccReadConflict.into()));
                     }
                 }
@@ -166,34 +197,32 @@ impl BlockState<'_> {
                 }
             }
         }
-        let mut updates = Vec::new();
+        let mut staged = Vec::new();
         for ns in &rwset.namespaces {
-            match self.stage_namespace(ns, version)? {
-                Ok(u) => updates.extend(u),
+            match self.stage_namespace(ns)? {
+                Ok(writes) => staged.extend(writes),
                 Err(code) => return Ok(Err(code)),
             }
         }
-        Ok(Ok(updates))
+        Ok(Ok(staged))
     }
 
     fn stage_namespace(
         &self,
-        ns: &NsRwSet,
-        version: Version,
-    ) -> Result<std::result::Result<Vec<StateUpdate>, ValidationCode>> {
-        let mut updates: Vec<StateUpdate> = ns
+        ns: &'t NsRwSet,
+    ) -> Result<std::result::Result<Vec<Staged<'t>>, ValidationCode>> {
+        let mut staged: Vec<Staged<'t>> = ns
             .writes
             .iter()
-            .map(|w| StateUpdate {
-                namespace: ns.namespace.clone(),
-                key: w.key.clone(),
+            .map(|w| Staged {
+                namespace: &ns.namespace,
+                key: &w.key,
                 value: w.value.clone(),
-                version,
             })
             .collect();
         // Deltas of one key within the transaction accumulate; each intermediate result must
         // respect its own bound.
-        let mut sums: BTreeMap<&str, i64> = BTreeMap::new();
+        let mut sums: BTreeMap<&'t str, i64> = BTreeMap::new();
         for d in &ns.deltas {
             let current = match sums.get(d.key.as_str()) {
                 Some(v) => *v,
@@ -216,13 +245,12 @@ impl BlockState<'_> {
             }
             sums.insert(&d.key, next);
         }
-        updates.extend(sums.into_iter().map(|(key, value)| StateUpdate {
-            namespace: ns.namespace.clone(),
-            key: key.to_owned(),
+        staged.extend(sums.into_iter().map(|(key, value)| Staged {
+            namespace: &ns.namespace,
+            key,
             value: Some(value.to_string().into_bytes()),
-            version,
         }));
-        Ok(Ok(updates))
+        Ok(Ok(staged))
     }
 
     /// Re-runs a range query against the current state and compares keys and versions with what
@@ -239,11 +267,11 @@ impl BlockState<'_> {
             }
         };
         let in_range = |k: &str| k >= range.start.as_str() && (end.is_empty() || k < end.as_str());
-        let overlay: Vec<(&String, &Option<VersionedValue>)> = self
+        let overlay: Vec<(&str, &StateUpdate)> = self
             .overlay
-            .range((ns.to_owned(), range.start.clone())..)
-            .take_while(|((n, k), _)| n == ns && in_range(k))
-            .map(|((_, k), v)| (k, v))
+            .range((ns, range.start.as_str())..)
+            .take_while(|((n, k), _)| *n == ns && in_range(k))
+            .map(|((_, k), &i)| (*k, &self.updates[i]))
             .collect();
         let limit = range.reads.len() + overlay.len() + 1;
         let mut current: BTreeMap<String, Version> = self
@@ -251,9 +279,9 @@ impl BlockState<'_> {
             .state_range_versions(ns, &range.start, &end, limit)?
             .into_iter()
             .collect();
-        for (k, v) in overlay {
-            match v {
-                Some(v) => current.insert(k.clone(), v.version),
+        for (k, u) in overlay {
+            match u.value {
+                Some(_) => current.insert(k.to_owned(), u.version),
                 None => current.remove(k),
             };
         }
