@@ -60,6 +60,10 @@ pub struct Committer {
     ctx: Arc<ValidationContext>,
     /// The next block number to commit.
     height: AtomicU64,
+    /// At least the height whose state a reader of the store may already see: a block's writes
+    /// and txids are visible from the moment its batch is applied, while its commit is still
+    /// flushing, before `height` moves. See [`Committer::visible_height`].
+    visible: AtomicU64,
     /// The header hash and the commit hash of the last committed block.
     last: Mutex<Last>,
     events: broadcast::Sender<Arc<BlockEvent>>,
@@ -112,6 +116,7 @@ impl Committer {
             store,
             ctx,
             height: AtomicU64::new(height),
+            visible: AtomicU64::new(height),
             last: Mutex::new(last),
             events,
         })
@@ -120,6 +125,15 @@ impl Committer {
     /// The number of the next block to commit (the number of committed blocks).
     pub fn height(&self) -> u64 {
         self.height.load(Ordering::Acquire)
+    }
+
+    /// A height at least that of any state or txid a reader of the store may have seen: the
+    /// height, or one more while a block is being written (its batch becomes visible before the
+    /// commit has flushed and returned). What a gateway tells the other endorsers it has seen:
+    /// a client told by the txid index that its transaction committed, who at once submits the
+    /// next one, must find it on every endorser, and a lagging endorser waits for this height.
+    pub fn visible_height(&self) -> u64 {
+        self.visible.load(Ordering::Acquire)
     }
 
     /// The commit hash of the last committed block (zeros for an empty ledger); see
@@ -243,7 +257,11 @@ impl Committer {
             updates: applied.updates,
             txids: applied.txids,
         };
-        self.store.commit(&commit)?;
+        self.visible.store(number + 1, Ordering::Release);
+        if let Err(e) = self.store.commit(&commit) {
+            self.visible.store(number, Ordering::Release);
+            return Err(e);
+        }
         *last = Last { hash, commit_hash };
         self.height.store(number + 1, Ordering::Release);
         drop(last);

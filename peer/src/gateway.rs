@@ -42,11 +42,11 @@ const ENDORSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest proposal response accepted from another peer.
 const MAX_RESPONSE_BYTES: usize = 16 << 20;
 
-/// The request metadata in which a gateway tells the peers it asks to endorse its own ledger
-/// height: a Mercato peer that refuses the proposal while behind that height waits (boundedly) to
-/// reach it and simulates once more, so that a client's transaction that builds on its last one,
-/// committed on the gateway's peer, is not refused by a peer that has not yet committed it. Other
-/// peers (Fabric's) ignore it.
+/// The request metadata in which a gateway tells the peers it asks to endorse the height its own
+/// ledger may have shown a client ([`Committer::visible_height`]): a Mercato peer that refuses
+/// the proposal while behind that height waits (boundedly) to reach it and simulates once more,
+/// so that a client's transaction that builds on its last one, committed on the gateway's peer,
+/// is not refused by a peer that has not yet committed it. Other peers (Fabric's) ignore it.
 pub const SEEN_HEIGHT_METADATA: &str = "mercato-seen-height";
 
 /// Why an Endorse failed.
@@ -503,7 +503,7 @@ impl Gateway {
                 message: format!("the channel configuration lists no peer of {org}"),
             });
         };
-        let seen = self.committer.height();
+        let seen = self.committer.visible_height();
         let mut last = None;
         for peer in peers {
             let mut client = peer.client.clone();
@@ -564,7 +564,7 @@ impl Gateway {
                 format!("the channel configuration lists no peer of {org}"),
             ));
         };
-        let seen = self.committer.height();
+        let seen = self.committer.visible_height();
         let mut last = String::new();
         for peer in peers {
             let mut client = peer.client.clone();

@@ -1,10 +1,13 @@
 //! The verify → commit pipeline, block events, and rebuilding state from blocks.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use mercato_ca::KeyAlgorithm;
 use mercato_peer::committer::{Committer, rebuild, stored_commit_hash};
-use mercato_peer::ledger::{LedgerStore, MemLedgerStore, SledLedgerStore};
+use mercato_peer::ledger::{
+    BlockCommit, LedgerStore, MemLedgerStore, Savepoint, SledLedgerStore, TxLocation, Version,
+    VersionedValue,
+};
 use mercato_proto::pb::common::Envelope;
 use mercato_proto::{TxValidationCode, ValidationCode};
 use prost::Message;
@@ -71,8 +74,8 @@ fn pipeline_commits_in_order_and_notifies_with_events() {
 
 #[test]
 fn pipeline_judges_chunked_blocks_as_a_serial_commit_does() {
-    // Blocks of 150 transactions verified by 2 workers are split into 5 chunks; the codes must
-    // come back in transaction order, duplicates across chunks included.
+    // Blocks of 150 transactions verified by 2 workers are split into 2 chunks of 75; the codes
+    // must come back in transaction order, duplicates across chunks included.
     let net = Net::new(KeyAlgorithm::Ed25519);
     let peer = |threads| {
         let store: Arc<dyn LedgerStore> = Arc::new(MemLedgerStore::new());
@@ -283,4 +286,111 @@ fn rebuild_command_checks_a_ledger_directory() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid channel name"));
+}
+
+/// A store that notes, as each block is written, the heights its committer then reports.
+#[derive(Default)]
+struct Watched {
+    inner: MemLedgerStore,
+    committer: OnceLock<Weak<Committer>>,
+    /// (block, visible height, height) while the block was being written.
+    seen: Mutex<Vec<(u64, u64, u64)>>,
+    /// Whether the next commit fails, as a full disk would make it.
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl LedgerStore for Watched {
+    fn savepoint(&self) -> mercato_peer::Result<Option<Savepoint>> {
+        self.inner.savepoint()
+    }
+    fn commit(&self, c: &BlockCommit) -> mercato_peer::Result<()> {
+        if let Some(committer) = self.committer.get().and_then(Weak::upgrade) {
+            let heights = (c.number, committer.visible_height(), committer.height());
+            self.seen.lock().unwrap().push(heights);
+        }
+        if self.fail.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(mercato_peer::Error::Storage("the disk is full".into()));
+        }
+        self.inner.commit(c)
+    }
+    fn state(&self, ns: &str, key: &str) -> mercato_peer::Result<Option<VersionedValue>> {
+        self.inner.state(ns, key)
+    }
+    fn state_range(
+        &self,
+        ns: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> mercato_peer::Result<Vec<(String, VersionedValue)>> {
+        self.inner.state_range(ns, start, end, limit)
+    }
+    fn state_range_versions(
+        &self,
+        ns: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> mercato_peer::Result<Vec<(String, Version)>> {
+        self.inner.state_range_versions(ns, start, end, limit)
+    }
+    fn block(&self, number: u64) -> mercato_peer::Result<Option<Vec<u8>>> {
+        self.inner.block(number)
+    }
+    fn block_number_by_hash(&self, hash: &[u8]) -> mercato_peer::Result<Option<u64>> {
+        self.inner.block_number_by_hash(hash)
+    }
+    fn tx_location(&self, txid: &str) -> mercato_peer::Result<Option<TxLocation>> {
+        self.inner.tx_location(txid)
+    }
+    fn history(
+        &self,
+        ns: &str,
+        key: &str,
+        after: Option<Version>,
+        limit: usize,
+    ) -> mercato_peer::Result<Vec<Version>> {
+        self.inner.history(ns, key, after, limit)
+    }
+    fn state_snapshot(&self) -> mercato_peer::Result<Vec<(String, String, VersionedValue)>> {
+        self.inner.state_snapshot()
+    }
+}
+
+/// A block's writes and txids are readable in the store before its commit returns and the
+/// height moves. A client told by the txid index that its transaction committed may submit the
+/// next one at once, and the gateway then tells the other endorsers the height to wait for: that
+/// must be the block's, already while the store is writing it.
+#[test]
+fn the_visible_height_covers_a_block_while_it_is_written() {
+    let net = Net::new(KeyAlgorithm::Ed25519);
+    let store = Arc::new(Watched::default());
+    let committer = Arc::new(
+        Committer::new(Arc::clone(&store) as Arc<dyn LedgerStore>, Arc::new(net.context()))
+            .unwrap(),
+    );
+    assert!(store.committer.set(Arc::downgrade(&committer)).is_ok());
+    let genesis = net.genesis();
+    committer.commit_genesis(genesis.clone()).unwrap();
+    assert_eq!(committer.visible_height(), 1);
+    let mut previous = genesis;
+    for b in 1..=3u64 {
+        let ns = rw::put(rw::ns("market"), &format!("k{b}"), "v");
+        let block = net.block(b, &previous, vec![net.tx(&rw::one(ns)).0.encode_to_vec()]);
+        committer.commit_block(block.clone()).unwrap();
+        assert_eq!((committer.visible_height(), committer.height()), (b + 1, b + 1));
+        previous = block;
+    }
+    // A block that does not continue the chain is refused before anything is written.
+    let stray = net.block(9, &previous, vec![]);
+    assert!(committer.commit_block(stray).is_err());
+    assert_eq!(committer.visible_height(), 4);
+    // A block the store fails to write was never visible.
+    store.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let ns = rw::put(rw::ns("market"), "k4", "v");
+    let block = net.block(4, &previous, vec![net.tx(&rw::one(ns)).0.encode_to_vec()]);
+    assert!(committer.commit_block(block).is_err());
+    assert_eq!((committer.visible_height(), committer.height()), (4, 4));
+    let seen = store.seen.lock().unwrap().clone();
+    assert_eq!(seen, [(0, 1, 0), (1, 2, 1), (2, 3, 2), (3, 4, 3), (4, 5, 4)]);
 }
