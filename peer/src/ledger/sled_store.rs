@@ -249,6 +249,43 @@ mod tests {
     use super::*;
     use crate::ledger::StateUpdate;
 
+    /// A txid committed before a restart is found after it (and would be refused as a
+    /// duplicate).
+    #[test]
+    fn txids_indexed_before_a_reopen_are_found_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let txid = |i: u64| format!("{i:064x}");
+        {
+            let store = SledLedgerStore::open(dir.path(), "ch").unwrap();
+            for number in 0..3u64 {
+                store
+                    .commit(&BlockCommit {
+                        number,
+                        hash: [number as u8; 32],
+                        block_bytes: vec![number as u8],
+                        updates: vec![],
+                        txids: (0..50)
+                            .map(|tx| {
+                                let loc = TxLocation {
+                                    block: number,
+                                    tx,
+                                    code: 0,
+                                };
+                                (txid(number * 50 + tx), loc)
+                            })
+                            .collect(),
+                    })
+                    .unwrap();
+            }
+        }
+        let store = SledLedgerStore::open(dir.path(), "ch").unwrap();
+        for i in 0..150 {
+            let loc = store.tx_location(&txid(i)).unwrap();
+            assert_eq!(loc.map(|l| (l.block, l.tx)), Some((i / 50, i % 50)));
+        }
+        assert_eq!(store.tx_location(&txid(150)).unwrap(), None);
+    }
+
     /// Ledgers written before a version was indexed only once superseded also hold a history
     /// record of each live version; their histories do not repeat it.
     #[test]
