@@ -389,13 +389,18 @@ mod tests {
             let by_point = CompressedEdwardsY(*bytes)
                 .decompress()
                 .is_some_and(|p| p.is_small_order());
-            assert_eq!(small_order_encoding(bytes), by_point, "{}", hex::encode(bytes));
+            assert_eq!(
+                small_order_encoding(bytes),
+                by_point,
+                "{}",
+                hex::encode(bytes)
+            );
             small += usize::from(by_point);
         }
         assert_eq!(small, 16, "the 8 torsion points, each under both sign bits");
         // A key of small order is refused with any signature.
-        let weak = ed25519_dalek::VerifyingKey::from_bytes(&order_two().compress().to_bytes())
-            .unwrap();
+        let weak =
+            ed25519_dalek::VerifyingKey::from_bytes(&order_two().compress().to_bytes()).unwrap();
         let (a, vk) = key(13);
         let sig = sign_with_torsion(&a, &vk, b"m", EdwardsPoint::default());
         let err = prepare(&weak, b"m", &sig).err().unwrap().to_string();

@@ -109,7 +109,9 @@ pub fn apply_block(
             ));
         }
         for w in staged {
-            block.overlay.insert((w.namespace, w.key), block.updates.len());
+            block
+                .overlay
+                .insert((w.namespace, w.key), block.updates.len());
             block.updates.push(StateUpdate {
                 namespace: w.namespace.to_owned(),
                 key: w.key.to_owned(),

@@ -366,8 +366,11 @@ fn the_visible_height_covers_a_block_while_it_is_written() {
     let net = Net::new(KeyAlgorithm::Ed25519);
     let store = Arc::new(Watched::default());
     let committer = Arc::new(
-        Committer::new(Arc::clone(&store) as Arc<dyn LedgerStore>, Arc::new(net.context()))
-            .unwrap(),
+        Committer::new(
+            Arc::clone(&store) as Arc<dyn LedgerStore>,
+            Arc::new(net.context()),
+        )
+        .unwrap(),
     );
     assert!(store.committer.set(Arc::downgrade(&committer)).is_ok());
     let genesis = net.genesis();
@@ -378,7 +381,10 @@ fn the_visible_height_covers_a_block_while_it_is_written() {
         let ns = rw::put(rw::ns("market"), &format!("k{b}"), "v");
         let block = net.block(b, &previous, vec![net.tx(&rw::one(ns)).0.encode_to_vec()]);
         committer.commit_block(block.clone()).unwrap();
-        assert_eq!((committer.visible_height(), committer.height()), (b + 1, b + 1));
+        assert_eq!(
+            (committer.visible_height(), committer.height()),
+            (b + 1, b + 1)
+        );
         previous = block;
     }
     // A block that does not continue the chain is refused before anything is written.
@@ -392,5 +398,8 @@ fn the_visible_height_covers_a_block_while_it_is_written() {
     assert!(committer.commit_block(block).is_err());
     assert_eq!((committer.visible_height(), committer.height()), (4, 4));
     let seen = store.seen.lock().unwrap().clone();
-    assert_eq!(seen, [(0, 1, 0), (1, 2, 1), (2, 3, 2), (3, 4, 3), (4, 5, 4)]);
+    assert_eq!(
+        seen,
+        [(0, 1, 0), (1, 2, 1), (2, 3, 2), (3, 4, 3), (4, 5, 4)]
+    );
 }
