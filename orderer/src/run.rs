@@ -177,6 +177,9 @@ pub async fn start(config: &Config) -> Result<Running> {
             .await
             .map_err(|e| Error::Storage(format!("starting the cluster: {e}")))?;
     }
+    crate::consensus::purge_on_start(&raft)
+        .await
+        .map_err(|e| Error::Storage(format!("purging the log at start: {e}")))?;
 
     let signer =
         SigningIdentity::load(&config.identity.msp_id, &config.identity.msp_dir).map_err(cfg)?;
