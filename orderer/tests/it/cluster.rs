@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use mercato_ca::policy::OrgPolicies;
 use mercato_ca::testing::TestOrg;
-use mercato_ca::{KeyAlgorithm, MspManager, Role};
+use mercato_ca::{KeyAlgorithm, MspManager, Role, SigningIdentity};
 use mercato_orderer::BatchConfig;
 use mercato_orderer::broadcast::BroadcastChecker;
 use mercato_orderer::consensus::{ChainSource, LogStore, StateMachine, TypeConfig};
@@ -29,7 +29,7 @@ use openraft::raft::{
 use openraft::{BasicNode, Raft};
 use prost::Message;
 
-use crate::broadcast::{CHANNEL, net, tx_with_nonce};
+use crate::broadcast::{CHANNEL, Net, net, tx_with_nonce};
 
 /// Delivers Raft messages between the nodes of this process; a node not in it is unreachable.
 /// It also serves the nodes' blocks to a node installing a snapshot.
@@ -328,6 +328,18 @@ impl Cluster {
             );
         }
         self.nodes.insert(id, node);
+    }
+
+    /// Broadcasts `count` envelopes to `leader`, each after the last one was ordered: a block
+    /// each.
+    async fn order_one_by_one(&self, leader: u64, n: &Net, client: &SigningIdentity, count: u32) {
+        for i in 0..count {
+            let e = tx_with_nonce(n, client, CHANNEL, 8, &i.to_be_bytes().repeat(6));
+            self.nodes[&leader]
+                .broadcast(e.encode_to_vec())
+                .await
+                .unwrap();
+        }
     }
 
     async fn stop_node(&mut self, id: u64) {
@@ -700,13 +712,7 @@ async fn a_restarted_node_purges_the_log_its_snapshot_covers() {
         .org
         .member("alice", Role::Client, KeyAlgorithm::Ed25519);
     // A few blocks, fewer than the 8 entries after which the policy takes a snapshot.
-    for i in 0..4u32 {
-        let e = tx_with_nonce(&n, &client, CHANNEL, 8, &i.to_be_bytes().repeat(6));
-        cluster.nodes[&leader]
-            .broadcast(e.encode_to_vec())
-            .await
-            .unwrap();
-    }
+    cluster.order_one_by_one(leader, &n, &client, 4).await;
     let height = cluster.nodes[&leader].ledger().height();
     cluster.settled(height).await;
     let follower = *cluster.nodes.keys().find(|id| **id != leader).unwrap();
@@ -737,13 +743,7 @@ async fn brought_back_by_a_snapshot(transport: Transport) {
     let away = *cluster.nodes.keys().find(|id| **id != leader).unwrap();
     cluster.stop_node(away).await;
     // One envelope at a time: a block each, well past the snapshot threshold.
-    for i in 0..30u32 {
-        let e = tx_with_nonce(&n, &client, CHANNEL, 8, &i.to_be_bytes().repeat(6));
-        cluster.nodes[&leader]
-            .broadcast(e.encode_to_vec())
-            .await
-            .unwrap();
-    }
+    cluster.order_one_by_one(leader, &n, &client, 30).await;
     // The leader has snapshotted and purged the entries the absent node lacks.
     let m = cluster.nodes[&leader]
         .raft()
