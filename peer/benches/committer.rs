@@ -335,11 +335,12 @@ fn sled_floor_us(indexes: bool) -> f64 {
                 value.as_slice(),
             );
             if indexes {
-                // The txid entry, keyed as the ledger keys it: by a hash, so in no order. The
-                // keys are new, so no version is superseded and no history entry is written.
+                // The txid entry, keyed as the ledger keys it: by the hash's 32 bytes, so in no
+                // order. The keys are new, so no version is superseded and no history entry is
+                // written.
                 let txid = Sha256::digest((b * 1_000_000 + i as u64).to_be_bytes());
-                let mut key = vec![b't'];
-                key.extend_from_slice(hex::encode(txid).as_bytes());
+                let mut key = vec![b'u'];
+                key.extend_from_slice(&txid);
                 batch.insert(key, &[0u8; 17][..]);
             }
         }

@@ -3,7 +3,10 @@
 //!
 //! - `b` ‖ number (8 bytes BE) → the block's location in the block files (see `mercato-blockfile`)
 //! - `x` ‖ header hash → number (8 bytes BE)
-//! - `t` ‖ txid → number (8) ‖ index (8) ‖ code (1)
+//! - `u` ‖ txid (32 bytes) → number (8) ‖ index (8) ‖ code (1): a txid's entry, keyed by the
+//!   bytes its 64 hex digits spell. (`t` ‖ txid text: the same entry as ledgers written before
+//!   keyed it, and as any txid that is not 64 lowercase hex digits would be; validation indexes
+//!   none such.)
 //! - `s` ‖ namespace ‖ 0x00 ‖ key → block (8) ‖ tx (8) ‖ value
 //! - `h` ‖ namespace ‖ 0x00 ‖ key length (4 BE) ‖ key ‖ block (8) ‖ tx (8) → empty: a version
 //!   of the key that a later one superseded, or a deletion. The live version is the one in the
@@ -19,7 +22,8 @@ use crate::error::{Error, Result};
 
 pub const BLOCK: u8 = b'b';
 pub const BLOCK_HASH: u8 = b'x';
-pub const TXID: u8 = b't';
+pub const TXID: u8 = b'u';
+pub const TXID_TEXT: u8 = b't';
 pub const STATE: u8 = b's';
 pub const HISTORY: u8 = b'h';
 pub const SAVEPOINT: &[u8] = b"p";
@@ -38,11 +42,46 @@ pub fn block_hash(hash: &[u8]) -> Vec<u8> {
     k
 }
 
+/// The key of a txid's entry: by its bytes when it is 64 lowercase hex digits (as every txid
+/// validation indexes is), else by its text.
 pub fn txid(txid: &str) -> Vec<u8> {
+    match txid_bytes(txid) {
+        Some(bytes) => {
+            let mut k = Vec::with_capacity(33);
+            k.push(TXID);
+            k.extend_from_slice(&bytes);
+            k
+        }
+        None => txid_text(txid),
+    }
+}
+
+/// The key a txid's entry has by its text (ledgers written before entries were keyed by bytes).
+pub fn txid_text(txid: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + txid.len());
-    k.push(TXID);
+    k.push(TXID_TEXT);
     k.extend_from_slice(txid.as_bytes());
     k
+}
+
+/// The 32 bytes that 64 lowercase hex digits spell; `None` for anything else.
+pub fn txid_bytes(txid: &str) -> Option<[u8; 32]> {
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    }
+    let text = txid.as_bytes();
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(out)
 }
 
 /// The prefix of every state key of a namespace.

@@ -17,6 +17,9 @@ pub struct SledLedgerStore {
     /// Whether each commit waits for the data to reach the disk (the default). Off only for
     /// benchmarks that measure the CPU cost of a batch.
     durable: bool,
+    /// Whether the ledger holds txid entries keyed by their text (written before entries were
+    /// keyed by their bytes): a lookup that misses by bytes then tries the text too.
+    text_txids: bool,
 }
 
 impl std::fmt::Debug for SledLedgerStore {
@@ -48,11 +51,17 @@ impl SledLedgerStore {
             None => None,
         };
         let blocks = BlockFiles::open(&dir.join("blocks").join(channel), last)?;
+        let text_txids = tree
+            .scan_prefix([keys::TXID_TEXT])
+            .next()
+            .transpose()?
+            .is_some();
         Ok(SledLedgerStore {
             db,
             tree,
             blocks,
             durable: true,
+            text_txids,
         })
     }
 
@@ -187,10 +196,11 @@ impl LedgerStore for SledLedgerStore {
     }
 
     fn tx_location(&self, txid: &str) -> Result<Option<TxLocation>> {
-        self.tree
-            .get(keys::txid(txid))?
-            .map(|v| keys::parse_tx_location(&v))
-            .transpose()
+        let mut found = self.tree.get(keys::txid(txid))?;
+        if found.is_none() && self.text_txids && keys::txid_bytes(txid).is_some() {
+            found = self.tree.get(keys::txid_text(txid))?;
+        }
+        found.map(|v| keys::parse_tx_location(&v)).transpose()
     }
 
     fn history(
@@ -284,6 +294,58 @@ mod tests {
             assert_eq!(loc.map(|l| (l.block, l.tx)), Some((i / 50, i % 50)));
         }
         assert_eq!(store.tx_location(&txid(150)).unwrap(), None);
+    }
+
+    /// Ledgers written before txid entries were keyed by their bytes keep finding the entries
+    /// keyed by text, next to the new ones; a txid that is not hex is indexed and found too.
+    #[test]
+    fn txid_entries_keyed_by_text_are_found_beside_those_keyed_by_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = format!("{:064x}", 7);
+        let loc = |block, tx| TxLocation { block, tx, code: 0 };
+        {
+            let store = SledLedgerStore::open(dir.path(), "ch").unwrap();
+            assert!(!store.text_txids);
+            store
+                .tree
+                .insert(keys::txid_text(&old), &keys::tx_location(&loc(0, 3))[..])
+                .unwrap();
+        }
+        let store = SledLedgerStore::open(dir.path(), "ch").unwrap();
+        assert!(store.text_txids);
+        let new = format!("{:064x}", 0xabcd);
+        store
+            .commit(&BlockCommit {
+                number: 0,
+                hash: [0; 32],
+                block_bytes: vec![0],
+                updates: vec![],
+                txids: vec![(new.clone(), loc(0, 1)), ("not hex".into(), loc(0, 2))],
+            })
+            .unwrap();
+        assert_eq!(store.tx_location(&old).unwrap(), Some(loc(0, 3)));
+        assert_eq!(store.tx_location(&new).unwrap(), Some(loc(0, 1)));
+        assert_eq!(store.tx_location("not hex").unwrap(), Some(loc(0, 2)));
+        assert_eq!(store.tx_location(&new.to_uppercase()).unwrap(), None);
+        assert!(store.tree.get(keys::txid_text(&new)).unwrap().is_none());
+        assert_eq!(keys::txid(&new).len(), 33, "keyed by its 32 bytes");
+    }
+
+    #[test]
+    fn a_txid_key_holds_the_bytes_its_hex_spells() {
+        let bytes: [u8; 32] = std::array::from_fn(|i| (i * 37) as u8);
+        let text = hex::encode(bytes);
+        assert_eq!(keys::txid_bytes(&text), Some(bytes));
+        assert_eq!(keys::txid(&text)[1..], bytes);
+        for odd in [
+            &text[1..],
+            &text.to_uppercase(),
+            &format!("{}g", &text[1..]),
+            "",
+        ] {
+            assert_eq!(keys::txid_bytes(odd), None, "{odd:?}");
+            assert_eq!(keys::txid(odd), keys::txid_text(odd));
+        }
     }
 
     /// Ledgers written before a version was indexed only once superseded also hold a history
