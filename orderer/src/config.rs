@@ -85,6 +85,10 @@ impl Default for IdentityConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RaftConfig {
+    /// The leader's heartbeat to idle followers. openraft also gives each AppendEntries this
+    /// long to be answered before sending it again, and an entry is a whole block: the default
+    /// is Fabric's tick (500 ms), since at 100 ms a loaded follower answering a few blocks late
+    /// had them sent again, over and over.
     pub heartbeat_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
@@ -95,9 +99,9 @@ pub struct RaftConfig {
 impl Default for RaftConfig {
     fn default() -> Self {
         RaftConfig {
-            heartbeat_ms: 100,
-            election_timeout_min_ms: 1_000,
-            election_timeout_max_ms: 2_000,
+            heartbeat_ms: 500,
+            election_timeout_min_ms: 2_500,
+            election_timeout_max_ms: 5_000,
             snapshot_every: 1_000,
         }
     }

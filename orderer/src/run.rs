@@ -68,6 +68,9 @@ impl Running {
     }
 }
 
+/// The most blocks (Raft entries) one AppendEntries carries.
+const MAX_BLOCKS_PER_APPEND: u64 = 4;
+
 /// Starts the node of `config`.
 pub async fn start(config: &Config) -> Result<Running> {
     config.validate()?;
@@ -141,10 +144,12 @@ pub async fn start(config: &Config) -> Result<Running> {
         // A snapshot is a summary of the chain, but the node installing it may fetch the blocks
         // it lacks before it answers; a leader that stops waiting sends it again, harmlessly.
         install_snapshot_timeout: 120_000,
-        // Entries are whole blocks: send no more per message than fits in one.
+        // Entries are whole blocks: send no more per message than fits in one, and at most
+        // MAX_BLOCKS_PER_APPEND, so that a follower catching up answers each message well
+        // within the heartbeat (openraft's timeout for it).
         max_payload_entries: (crate::consensus::transport::MAX_MESSAGE_BYTES as u64
             / (u64::from(channel.batch.absolute_max_bytes) + (64 << 10)))
-            .max(1),
+            .clamp(1, MAX_BLOCKS_PER_APPEND),
         ..Default::default()
     }
     .validate()
