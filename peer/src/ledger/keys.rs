@@ -46,14 +46,17 @@ pub fn block_hash(hash: &[u8]) -> Vec<u8> {
 /// validation indexes is), else by its text.
 pub fn txid(txid: &str) -> Vec<u8> {
     match txid_bytes(txid) {
-        Some(bytes) => {
-            let mut k = Vec::with_capacity(33);
-            k.push(TXID);
-            k.extend_from_slice(&bytes);
-            k
-        }
+        Some(bytes) => txid_key(&bytes),
         None => txid_text(txid),
     }
+}
+
+/// The key of the entry of the txid whose hex spells `bytes`.
+pub fn txid_key(bytes: &[u8; 32]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(33);
+    k.push(TXID);
+    k.extend_from_slice(bytes);
+    k
 }
 
 /// The key a txid's entry has by its text (ledgers written before entries were keyed by bytes).
@@ -64,23 +67,14 @@ pub fn txid_text(txid: &str) -> Vec<u8> {
     k
 }
 
-/// The 32 bytes that 64 lowercase hex digits spell; `None` for anything else.
+/// The 32 bytes that 64 lowercase hex digits spell; `None` for anything else (an uppercase txid
+/// is another txid, as it always was).
 pub fn txid_bytes(txid: &str) -> Option<[u8; 32]> {
-    fn digit(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        }
-    }
-    let text = txid.as_bytes();
-    if text.len() != 64 {
+    if txid.len() != 64 || txid.bytes().any(|c| c.is_ascii_uppercase()) {
         return None;
     }
     let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
-        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
-    }
+    hex::decode_to_slice(txid, &mut out).ok()?;
     Some(out)
 }
 

@@ -196,10 +196,13 @@ impl LedgerStore for SledLedgerStore {
     }
 
     fn tx_location(&self, txid: &str) -> Result<Option<TxLocation>> {
-        let mut found = self.tree.get(keys::txid(txid))?;
-        if found.is_none() && self.text_txids && keys::txid_bytes(txid).is_some() {
-            found = self.tree.get(keys::txid_text(txid))?;
-        }
+        let found = match keys::txid_bytes(txid) {
+            Some(bytes) => match self.tree.get(keys::txid_key(&bytes))? {
+                None if self.text_txids => self.tree.get(keys::txid_text(txid))?,
+                hit => hit,
+            },
+            None => self.tree.get(keys::txid_text(txid))?,
+        };
         found.map(|v| keys::parse_tx_location(&v)).transpose()
     }
 
