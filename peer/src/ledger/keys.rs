@@ -44,6 +44,7 @@ pub fn block_hash(hash: &[u8]) -> Vec<u8> {
 
 /// The key of a txid's entry: by its bytes when it is 64 lowercase hex digits (as every txid
 /// validation indexes is), else by its text.
+#[cfg(test)]
 pub fn txid(txid: &str) -> Vec<u8> {
     match txid_bytes(txid) {
         Some(bytes) => txid_key(&bytes),

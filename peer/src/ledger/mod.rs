@@ -7,6 +7,7 @@
 mod keys;
 mod mem;
 mod sled_store;
+mod txid_filter;
 
 pub use mem::MemLedgerStore;
 pub use sled_store::SledLedgerStore;

@@ -2,24 +2,46 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use super::keys;
+use super::txid_filter::{self, Saved, TxidFilter};
 use super::{BlockCommit, LedgerStore, Savepoint, TxLocation, Version, VersionedValue};
 use crate::error::{Error, Result};
 use mercato_blockfile::{BlockFiles, BlockLocation};
+
+/// The txid filter is saved after this many txids were added since it last was...
+const FILTER_SAVE_TXIDS: u64 = 65_536;
+/// ...or after this many blocks: what a reopen reads back from the block files is bounded.
+const FILTER_SAVE_BLOCKS: u64 = 4_096;
 
 /// A channel's ledger: blocks in append-only files, everything else (block index, state,
 /// history, txid index, savepoint) in one sled tree.
 pub struct SledLedgerStore {
     db: sled::Db,
     tree: sled::Tree,
-    blocks: BlockFiles,
+    blocks: Arc<BlockFiles>,
     /// Whether each commit waits for the data to reach the disk (the default). Off only for
     /// benchmarks that measure the CPU cost of a batch.
     durable: bool,
     /// Whether the ledger holds txid entries keyed by their text (written before entries were
     /// keyed by their bytes): a lookup that misses by bytes then tries the text too.
     text_txids: bool,
+    /// The txids indexed, as a Bloom filter: a txid it has not seen is not looked up.
+    filter: Arc<TxidFilter>,
+    /// Blocks and txids committed since the filter was last handed to `saver`.
+    unsaved_blocks: AtomicU64,
+    unsaved_txids: AtomicU64,
+    /// After how many txids or blocks a snapshot of the filter is saved.
+    save_every: (u64, u64),
+    /// Writes filter snapshots to the filter's file, one at a time, off the committing thread.
+    saver: Option<(SyncSender<Saved>, JoinHandle<()>)>,
+    /// The thread adding the blocks' txids to the filter at open, and its stop flag.
+    builder: Mutex<Option<JoinHandle<()>>>,
+    stop_builder: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for SledLedgerStore {
@@ -50,19 +72,98 @@ impl SledLedgerStore {
             }
             None => None,
         };
-        let blocks = BlockFiles::open(&dir.join("blocks").join(channel), last)?;
+        let blocks = Arc::new(BlockFiles::open(&dir.join("blocks").join(channel), last)?);
         let text_txids = tree
             .scan_prefix([keys::TXID_TEXT])
             .next()
             .transpose()?
             .is_some();
+        let (height, last_hash) = match tree.get(keys::SAVEPOINT)? {
+            Some(sp) => {
+                let sp = keys::parse_savepoint(&sp)?;
+                (sp.height(), sp.hash)
+            }
+            None => (0, [0; 32]),
+        };
+        let filter_path = dir.join(format!("txid-filter.{channel}"));
+        let (filter, from) = load_filter(&tree, &filter_path, height)?;
+        let filter = Arc::new(filter);
+        let (saver, saves) = sync_channel::<Saved>(1);
+        let log2_bits = filter.log2_bits();
+        let saving = std::thread::Builder::new()
+            .name("txid-filter-save".into())
+            .spawn(move || {
+                for saved in saves {
+                    if let Err(e) = saved.write(&filter_path, log2_bits) {
+                        tracing::warn!("saving the txid filter to {}: {e}", filter_path.display());
+                    }
+                }
+            })
+            .map_err(|e| Error::Storage(format!("starting the txid filter's saver: {e}")))?;
+        let stop_builder = Arc::new(AtomicBool::new(false));
+        let builder = if from == height {
+            filter.set_complete();
+            None
+        } else {
+            let (tree, blocks, filter, stop, saver) = (
+                tree.clone(),
+                Arc::clone(&blocks),
+                Arc::clone(&filter),
+                Arc::clone(&stop_builder),
+                saver.clone(),
+            );
+            let spawned = std::thread::Builder::new()
+                .name("txid-filter".into())
+                .spawn(move || {
+                    match add_block_txids(&tree, &blocks, &filter, from..height, &stop) {
+                        Ok(true) => {
+                            filter.set_complete();
+                            tracing::info!(from, height, "txid filter caught up");
+                            // Saved at once, so that the next open does not read the blocks
+                            // again. Bits that commits added since are more than it needs.
+                            let _ = saver.send(Saved {
+                                height,
+                                last_hash,
+                                words: filter.snapshot(),
+                            });
+                        }
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(
+                            "txid filter not built ({e}): txid lookups keep using the index"
+                        ),
+                    }
+                })
+                .map_err(|e| Error::Storage(format!("starting the txid filter's thread: {e}")))?;
+            Some(spawned)
+        };
         Ok(SledLedgerStore {
             db,
             tree,
             blocks,
             durable: true,
             text_txids,
+            filter,
+            unsaved_blocks: AtomicU64::new(0),
+            unsaved_txids: AtomicU64::new(0),
+            save_every: (FILTER_SAVE_TXIDS, FILTER_SAVE_BLOCKS),
+            saver: Some((saver, saving)),
+            builder: Mutex::new(builder),
+            stop_builder,
         })
+    }
+
+    /// Waits until the txid filter has caught up with the blocks committed before the open (or
+    /// given up): whether its "absent" is now trusted.
+    pub fn wait_for_txid_filter(&self) -> bool {
+        let handle = self
+            .builder
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+        self.filter.is_complete()
     }
 
     /// Whether commits are flushed to disk before they return.
@@ -101,6 +202,118 @@ impl SledLedgerStore {
     }
 }
 
+impl SledLedgerStore {
+    /// Hands a snapshot of the txid filter to the saver when enough was committed since the
+    /// last one (and the saver is free: otherwise the next block tries again).
+    fn maybe_save_filter(&self, c: &BlockCommit) {
+        let blocks = self.unsaved_blocks.fetch_add(1, Ordering::Relaxed) + 1;
+        let txids = self
+            .unsaved_txids
+            .fetch_add(c.txids.len() as u64, Ordering::Relaxed)
+            + c.txids.len() as u64;
+        let Some((saver, _)) = &self.saver else {
+            return;
+        };
+        if !self.filter.is_complete() || (txids < self.save_every.0 && blocks < self.save_every.1) {
+            return;
+        }
+        let saved = Saved {
+            height: c.number + 1,
+            last_hash: c.hash,
+            words: self.filter.snapshot(),
+        };
+        if saver.try_send(saved).is_ok() {
+            self.unsaved_blocks.store(0, Ordering::Relaxed);
+            self.unsaved_txids.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for SledLedgerStore {
+    fn drop(&mut self) {
+        self.stop_builder.store(true, Ordering::Relaxed);
+        let builder = self
+            .builder
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(b) = builder {
+            let _ = b.join();
+        }
+        // A snapshot being written is finished, so that the next open finds it whole.
+        if let Some((saver, saving)) = self.saver.take() {
+            drop(saver);
+            let _ = saving.join();
+        }
+    }
+}
+
+/// The saved txid filter at `path` and the height from which blocks are still to be added to it,
+/// or an empty filter and 0 when there is none that fits this ledger (none saved, damaged, of
+/// another size, ahead of the ledger or of another chain).
+fn load_filter(tree: &sled::Tree, path: &Path, height: u64) -> Result<(TxidFilter, u64)> {
+    let log2_bits = txid_filter::LOG2_BITS;
+    let expected = Saved::file_len(log2_bits) as u64;
+    // The length is checked before the file is read: whatever lies there is not trusted.
+    let why = match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((TxidFilter::new(log2_bits), 0));
+        }
+        Err(e) => format!("reading it: {e}"),
+        Ok(m) if m.len() != expected => format!("{} bytes, expected {expected}", m.len()),
+        Ok(_) => match std::fs::read(path).map(|b| Saved::decode(&b, log2_bits)) {
+            Err(e) => format!("reading it: {e}"),
+            Ok(Err(e)) => e,
+            Ok(Ok(s)) if s.height > height => {
+                format!("it covers {} blocks, the ledger holds {height}", s.height)
+            }
+            Ok(Ok(s)) => {
+                let of_this_chain = s.height == 0
+                    || tree
+                        .get(keys::block_hash(&s.last_hash))?
+                        .map(|v| keys::u64_at(&v, 0))
+                        .transpose()?
+                        == Some(s.height - 1);
+                if of_this_chain {
+                    let from = s.height;
+                    return Ok((s.into_filter(), from));
+                }
+                format!("its block {} is not this ledger's", s.height - 1)
+            }
+        },
+    };
+    tracing::warn!(
+        "the txid filter {} does not fit the ledger ({why}): rebuilding it from the blocks",
+        path.display()
+    );
+    Ok((TxidFilter::new(log2_bits), 0))
+}
+
+/// Adds the txids of the blocks of `numbers` to the filter; `Ok(false)` when stopped first.
+fn add_block_txids(
+    tree: &sled::Tree,
+    blocks: &BlockFiles,
+    filter: &TxidFilter,
+    numbers: std::ops::Range<u64>,
+    stop: &AtomicBool,
+) -> Result<bool> {
+    for n in numbers {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let loc = tree
+            .get(keys::block(n))?
+            .ok_or_else(|| Error::Corrupt(format!("block {n} is not indexed")))?;
+        let bytes = blocks.read(BlockLocation::decode(&loc)?)?;
+        let txids = mercato_proto::block::block_txids(bytes)
+            .map_err(|e| Error::Corrupt(format!("block {n}: {e}")))?;
+        for bytes in txids.iter().filter_map(|t| keys::txid_bytes(t)) {
+            filter.insert(&bytes);
+        }
+    }
+    Ok(true)
+}
+
 impl LedgerStore for SledLedgerStore {
     fn savepoint(&self) -> Result<Option<Savepoint>> {
         self.tree
@@ -116,7 +329,15 @@ impl LedgerStore for SledLedgerStore {
         batch.insert(keys::block(c.number), &location.encode()[..]);
         batch.insert(keys::block_hash(&c.hash), &c.number.to_be_bytes()[..]);
         for (txid, loc) in &c.txids {
-            batch.insert(keys::txid(txid), &keys::tx_location(loc)[..]);
+            // Into the filter before the index: whoever finds the entry finds the txid there.
+            let key = match keys::txid_bytes(txid) {
+                Some(bytes) => {
+                    self.filter.insert(&bytes);
+                    keys::txid_key(&bytes)
+                }
+                None => keys::txid_text(txid),
+            };
+            batch.insert(key, &keys::tx_location(loc)[..]);
         }
         // A key's live version is kept in its state entry; the history index gets an entry when
         // a version is superseded or deleted. A key written once (most keys) costs one entry.
@@ -151,6 +372,7 @@ impl LedgerStore for SledLedgerStore {
         if self.durable {
             self.db.flush()?;
         }
+        self.maybe_save_filter(c);
         Ok(())
     }
 
@@ -197,6 +419,7 @@ impl LedgerStore for SledLedgerStore {
 
     fn tx_location(&self, txid: &str) -> Result<Option<TxLocation>> {
         let found = match keys::txid_bytes(txid) {
+            Some(bytes) if self.filter.is_complete() && !self.filter.may_contain(&bytes) => None,
             Some(bytes) => match self.tree.get(keys::txid_key(&bytes))? {
                 None if self.text_txids => self.tree.get(keys::txid_text(txid))?,
                 hit => hit,
@@ -261,6 +484,7 @@ impl LedgerStore for SledLedgerStore {
 mod tests {
     use super::*;
     use crate::ledger::StateUpdate;
+    use sha2::Digest;
 
     /// A txid committed before a restart is found after it (and would be refused as a
     /// duplicate).
@@ -307,28 +531,29 @@ mod tests {
         let old = format!("{:064x}", 7);
         let loc = |block, tx| TxLocation { block, tx, code: 0 };
         {
+            // A ledger of that time: block 0 holds `old`, its entry keyed by text.
             let store = SledLedgerStore::open(dir.path(), "ch").unwrap();
             assert!(!store.text_txids);
             store
+                .commit(&block_of(0, std::slice::from_ref(&old)))
+                .unwrap();
+            store.tree.remove(keys::txid(&old)).unwrap();
+            store
                 .tree
-                .insert(keys::txid_text(&old), &keys::tx_location(&loc(0, 3))[..])
+                .insert(keys::txid_text(&old), &keys::tx_location(&loc(0, 0))[..])
                 .unwrap();
         }
         let store = SledLedgerStore::open(dir.path(), "ch").unwrap();
         assert!(store.text_txids);
+        assert!(store.wait_for_txid_filter());
         let new = format!("{:064x}", 0xabcd);
-        store
-            .commit(&BlockCommit {
-                number: 0,
-                hash: [0; 32],
-                block_bytes: vec![0],
-                updates: vec![],
-                txids: vec![(new.clone(), loc(0, 1)), ("not hex".into(), loc(0, 2))],
-            })
-            .unwrap();
-        assert_eq!(store.tx_location(&old).unwrap(), Some(loc(0, 3)));
-        assert_eq!(store.tx_location(&new).unwrap(), Some(loc(0, 1)));
-        assert_eq!(store.tx_location("not hex").unwrap(), Some(loc(0, 2)));
+        let mut block = block_of(1, &[new.clone(), "not hex".into()]);
+        block.txids[0].1 = loc(1, 0);
+        block.txids[1].1 = loc(1, 1);
+        store.commit(&block).unwrap();
+        assert_eq!(store.tx_location(&old).unwrap(), Some(loc(0, 0)));
+        assert_eq!(store.tx_location(&new).unwrap(), Some(loc(1, 0)));
+        assert_eq!(store.tx_location("not hex").unwrap(), Some(loc(1, 1)));
         assert_eq!(store.tx_location(&new.to_uppercase()).unwrap(), None);
         assert!(store.tree.get(keys::txid_text(&new)).unwrap().is_none());
         assert_eq!(keys::txid(&new).len(), 33, "keyed by its 32 bytes");
@@ -348,6 +573,184 @@ mod tests {
         ] {
             assert_eq!(keys::txid_bytes(odd), None, "{odd:?}");
             assert_eq!(keys::txid(odd), keys::txid_text(odd));
+        }
+    }
+
+    /// A block whose envelopes name these txids, as the filter's catch-up reads blocks.
+    fn block_of(number: u64, txids: &[String]) -> BlockCommit {
+        use mercato_proto::pb::common::SignatureHeader;
+        use mercato_proto::pb::common::{ChannelHeader, Envelope, Header, HeaderType, Payload};
+        use prost::Message;
+        let envelopes = txids
+            .iter()
+            .map(|txid| {
+                let header = Header {
+                    channel_header: ChannelHeader {
+                        r#type: HeaderType::EndorserTransaction as i32,
+                        channel_id: "ch".into(),
+                        tx_id: txid.clone(),
+                        timestamp: Some(Default::default()),
+                        ..Default::default()
+                    }
+                    .encode_to_vec(),
+                    signature_header: SignatureHeader {
+                        creator: b"creator".to_vec(),
+                        nonce: b"nonce".to_vec(),
+                    }
+                    .encode_to_vec(),
+                };
+                Envelope {
+                    payload: Payload {
+                        header: Some(header),
+                        data: vec![],
+                    }
+                    .encode_to_vec(),
+                    signature: vec![1],
+                }
+                .encode_to_vec()
+            })
+            .collect();
+        let block = mercato_proto::block::new_block(number, vec![0; 32], envelopes);
+        BlockCommit {
+            number,
+            hash: [number as u8 + 1; 32],
+            block_bytes: block.encode_to_vec(),
+            updates: vec![],
+            txids: txids
+                .iter()
+                .enumerate()
+                .map(|(tx, t)| {
+                    let loc = TxLocation {
+                        block: number,
+                        tx: tx as u64,
+                        code: 0,
+                    };
+                    (t.clone(), loc)
+                })
+                .collect(),
+        }
+    }
+
+    fn txids_of(block: u64) -> Vec<String> {
+        (0..20)
+            .map(|tx| {
+                hex::encode(<[u8; 32]>::from(sha2::Sha256::digest(
+                    (block * 100 + tx).to_le_bytes(),
+                )))
+            })
+            .collect()
+    }
+
+    /// On a new ledger the filter is complete from the start and answers for every txid it has
+    /// not seen: an index entry it never saw is not looked for.
+    #[test]
+    fn the_txid_filter_answers_for_txids_never_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledLedgerStore::open(dir.path(), "ch").unwrap();
+        assert!(store.wait_for_txid_filter());
+        for n in 0..3 {
+            store.commit(&block_of(n, &txids_of(n))).unwrap();
+        }
+        for n in 0..3 {
+            for (i, t) in txids_of(n).iter().enumerate() {
+                let loc = store.tx_location(t).unwrap().unwrap();
+                assert_eq!((loc.block, loc.tx), (n, i as u64));
+            }
+        }
+        let unseen = txids_of(9)[0].clone();
+        assert_eq!(store.tx_location(&unseen).unwrap(), None);
+        // An entry written behind the filter's back is not found: the filter answered.
+        store
+            .tree
+            .insert(
+                keys::txid(&unseen),
+                &keys::tx_location(&TxLocation {
+                    block: 0,
+                    tx: 0,
+                    code: 0,
+                })[..],
+            )
+            .unwrap();
+        assert_eq!(store.tx_location(&unseen).unwrap(), None);
+    }
+
+    /// Reopened, a ledger adds the txids of the blocks its saved filter lacks (all of them when
+    /// none was saved) before the filter answers; a saved filter that does not fit the ledger
+    /// (damaged, or of another chain) is rebuilt from the blocks.
+    #[test]
+    fn the_txid_filter_catches_up_from_the_blocks_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("txid-filter.ch");
+        let all = |store: &SledLedgerStore, blocks: u64| {
+            for n in 0..blocks {
+                for t in txids_of(n) {
+                    assert!(store.tx_location(&t).unwrap().is_some(), "block {n}");
+                }
+            }
+            assert_eq!(store.tx_location(&txids_of(99)[0]).unwrap(), None);
+        };
+        {
+            let store = SledLedgerStore::open(dir.path(), "ch").unwrap();
+            for n in 0..3 {
+                store.commit(&block_of(n, &txids_of(n))).unwrap();
+            }
+        }
+        assert!(!path.exists(), "too few blocks to save the filter");
+        let saved_height = || {
+            let bytes = std::fs::read(&path).unwrap();
+            Saved::decode(&bytes, txid_filter::LOG2_BITS)
+                .unwrap()
+                .height
+        };
+        {
+            let store = SledLedgerStore::open(dir.path(), "ch").unwrap();
+            assert!(store.wait_for_txid_filter(), "rebuilt from every block");
+            all(&store, 3);
+        }
+        assert_eq!(saved_height(), 3, "saved once rebuilt");
+        {
+            let mut store = SledLedgerStore::open(dir.path(), "ch").unwrap();
+            assert!(store.wait_for_txid_filter());
+            all(&store, 3);
+            store.save_every = (1, 1);
+            for n in 3..6 {
+                store.commit(&block_of(n, &txids_of(n))).unwrap();
+            }
+        }
+        let h = saved_height();
+        assert!((4..=6).contains(&h), "saved at {h} while committing");
+        {
+            let store = SledLedgerStore::open(dir.path(), "ch").unwrap();
+            assert!(store.wait_for_txid_filter());
+            all(&store, 6);
+        }
+        // The saved bits are what the reopened filter starts from: a filter saved empty at the
+        // ledger's height (a lie) hides every txid, one at height 4 hides blocks 0 to 3 only.
+        let lie = |height: u64, last_hash: [u8; 32]| Saved {
+            height,
+            last_hash,
+            words: vec![0; 1 << (txid_filter::LOG2_BITS - 6)],
+        };
+        lie(4, [4; 32])
+            .write(&path, txid_filter::LOG2_BITS)
+            .unwrap();
+        {
+            let store = SledLedgerStore::open(dir.path(), "ch").unwrap();
+            assert!(store.wait_for_txid_filter());
+            assert_eq!(store.tx_location(&txids_of(0)[0]).unwrap(), None);
+            assert!(store.tx_location(&txids_of(5)[0]).unwrap().is_some());
+        }
+        // Of another chain (block 3's hash is not [9; 32]), ahead of the ledger, or damaged:
+        // rebuilt.
+        for bytes in [
+            lie(4, [9; 32]).encode(txid_filter::LOG2_BITS),
+            lie(7, [7; 32]).encode(txid_filter::LOG2_BITS),
+            b"torn".to_vec(),
+        ] {
+            std::fs::write(&path, &bytes).unwrap();
+            let store = SledLedgerStore::open(dir.path(), "ch").unwrap();
+            assert!(store.wait_for_txid_filter());
+            all(&store, 6);
         }
     }
 
