@@ -86,6 +86,10 @@ enum Command {
         /// Leave the network running afterwards.
         #[arg(long)]
         keep: bool,
+        /// Run on the benchmark network already in the data directory, ledger and all, instead
+        /// of a new one (its ledger then grows with every run).
+        #[arg(long)]
+        reuse: bool,
     },
 }
 
@@ -147,6 +151,7 @@ async fn run(cli: Cli) -> Result<()> {
             duration_secs,
             scheme,
             keep,
+            reuse,
         } => {
             match scheme.as_deref() {
                 None => {}
@@ -172,9 +177,31 @@ async fn run(cli: Cli) -> Result<()> {
                 duration: Duration::from_secs(duration_secs.max(1)),
                 progress: true,
             };
+            if !reuse {
+                fresh(&spec)?;
+            }
             bench(spec, options, keep).await
         }
     }
+}
+
+/// Deletes the benchmark network of an earlier run, so that every run starts from the same
+/// empty ledger with the identities of the scheme asked for. Only a network of this same spec
+/// (the one `bench` would otherwise resume) is deleted; any other is left for `bring_up` to
+/// refuse.
+fn fresh(spec: &Spec) -> Result<()> {
+    let data = &spec.data_dir;
+    if let Some(state) = State::load(data)?
+        && state.spec.channel == spec.channel
+        && state.spec.orgs == spec.orgs
+    {
+        step(&format!(
+            "deleting the previous benchmark network in {} (--reuse keeps it)",
+            data.display()
+        ));
+        down(data, true)?;
+    }
+    Ok(())
 }
 
 async fn up(spec: Spec, demo_only: bool, json: bool) -> Result<()> {
@@ -206,6 +233,14 @@ async fn bring_up(spec: Spec, workspace: &Path) -> Result<State> {
                 bail!(
                     "{} holds a network of another spec; use another --data-dir or `down --purge`",
                     data.display()
+                );
+            }
+            if state.spec.scheme != spec.scheme {
+                bail!(
+                    "{} holds a network of {:?} identities, not {:?}; use another --data-dir or `down --purge`",
+                    data.display(),
+                    state.spec.scheme,
+                    spec.scheme
                 );
             }
             step(&format!("resuming the network in {}", data.display()));
