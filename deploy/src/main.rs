@@ -185,6 +185,10 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The most benchmark clients sharing one gateway connection: the peers serve up to 256
+/// requests at once per connection (`concurrency_limit_per_connection`).
+const CLIENTS_PER_CONNECTION: usize = 256;
+
 /// Deletes the benchmark network of an earlier run, so that every run starts from the same
 /// empty ledger with the identities of the scheme asked for. Only a network of this same spec
 /// (the one `bench` would otherwise resume) is deleted; any other is left for `bring_up` to
@@ -561,7 +565,12 @@ async fn bench(spec: Spec, mut options: mercato_sdk::bench::Options, keep: bool)
         step("preparing the marketplace: the platform, both brands, a product and a shop each");
         *routes = demo::prepare_orders(&state, &chaincode, &users).await?;
     }
-    let per_user = options.clients.div_ceil(64).max(1);
+    // As few connections as the peers' limit of requests in flight per connection allows:
+    // each connection's writes then carry more requests per system call.
+    let per_user = options
+        .clients
+        .div_ceil(users.len() * CLIENTS_PER_CONNECTION)
+        .max(1);
     let mut contracts = Vec::new();
     for _ in 0..per_user {
         for u in &users {
