@@ -177,3 +177,51 @@ fn up_refuses_a_directory_that_is_not_a_network() {
     assert!(err.contains("not deleting it"), "{err}");
     assert!(dir.path().join("precious.txt").exists());
 }
+
+/// `bench` starts from a new network by deleting only a benchmark network of its own spec: a
+/// network of another spec is left alone, and a reused one of another signature scheme is
+/// refused rather than measured under the wrong name.
+#[test]
+fn bench_deletes_only_its_own_network_and_refuses_another_scheme() {
+    use mercato_deploy::spec::{BENCH, DEFAULT, Scheme, Spec};
+    let record = |dir: &Path, spec: Spec| {
+        std::fs::create_dir_all(dir).unwrap();
+        State {
+            spec,
+            nodes: vec![],
+            users: Default::default(),
+            committed: vec![],
+            demo_runs: 0,
+        }
+        .save(dir)
+        .unwrap();
+        std::fs::write(dir.join("precious.txt"), "keep me").unwrap();
+    };
+    let dir = tempfile::tempdir().unwrap();
+
+    let demo = dir.path().join("demo");
+    record(&demo, Spec::parse(DEFAULT).unwrap());
+    let (ok, _, err) = deploy(&["bench", "--duration-secs", "1"], &demo);
+    assert!(!ok);
+    assert!(err.contains("holds a network of another spec"), "{err}");
+    assert!(demo.join("precious.txt").exists());
+
+    let other_scheme = dir.path().join("bench");
+    let mut spec = Spec::parse(BENCH).unwrap();
+    spec.scheme = Scheme::Ed25519;
+    record(&other_scheme, spec);
+    let (ok, _, err) = deploy(
+        &[
+            "bench",
+            "--reuse",
+            "--scheme",
+            "p256",
+            "--duration-secs",
+            "1",
+        ],
+        &other_scheme,
+    );
+    assert!(!ok);
+    assert!(err.contains("Ed25519 identities, not P256"), "{err}");
+    assert!(other_scheme.join("precious.txt").exists());
+}
