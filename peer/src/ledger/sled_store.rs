@@ -18,6 +18,9 @@ const FILTER_SAVE_TXIDS: u64 = 65_536;
 /// ...or after this many blocks: what a reopen reads back from the block files is bounded.
 const FILTER_SAVE_BLOCKS: u64 = 4_096;
 
+/// A height to save the txid filter at and the header hash of the block below it.
+type SaveAt = (u64, [u8; 32]);
+
 /// A channel's ledger: blocks in append-only files, everything else (block index, state,
 /// history, txid index, savepoint) in one sled tree.
 pub struct SledLedgerStore {
@@ -37,8 +40,10 @@ pub struct SledLedgerStore {
     unsaved_txids: AtomicU64,
     /// After how many txids or blocks a snapshot of the filter is saved.
     save_every: (u64, u64),
-    /// Writes filter snapshots to the filter's file, one at a time, off the committing thread.
-    saver: Option<(SyncSender<Saved>, JoinHandle<()>)>,
+    /// Takes a snapshot of the filter for each height and hash it is sent and writes it to the
+    /// filter's file, off the committing thread (a snapshot taken later than the height holds
+    /// more than it needs, never less).
+    saver: Option<(SyncSender<SaveAt>, JoinHandle<()>)>,
     /// The thread adding the blocks' txids to the filter at open, and its stop flag.
     builder: Mutex<Option<JoinHandle<()>>>,
     stop_builder: Arc<AtomicBool>,
@@ -86,20 +91,37 @@ impl SledLedgerStore {
             None => (0, [0; 32]),
         };
         let filter_path = dir.join(format!("txid-filter.{channel}"));
-        let (filter, from) = load_filter(&tree, &filter_path, height)?;
+        let (filter, from) = load_filter(&tree, &blocks, &filter_path, height)?;
         let filter = Arc::new(filter);
-        let (saver, saves) = sync_channel::<Saved>(1);
-        let log2_bits = filter.log2_bits();
-        let saving = std::thread::Builder::new()
-            .name("txid-filter-save".into())
-            .spawn(move || {
-                for saved in saves {
-                    if let Err(e) = saved.write(&filter_path, log2_bits) {
-                        tracing::warn!("saving the txid filter to {}: {e}", filter_path.display());
+        let (saver, saves) = sync_channel::<SaveAt>(1);
+        let saving = {
+            let filter = Arc::clone(&filter);
+            std::thread::Builder::new()
+                .name("txid-filter-save".into())
+                .spawn(move || {
+                    // Heights arrive in order but for the builder's, which may come after a
+                    // commit's: an older one is not written over a newer one.
+                    let mut written = 0;
+                    for (height, last_hash) in saves {
+                        if height < written {
+                            continue;
+                        }
+                        let saved = Saved {
+                            height,
+                            last_hash,
+                            words: filter.snapshot(),
+                        };
+                        match saved.write(&filter_path, filter.log2_bits()) {
+                            Ok(()) => written = height,
+                            Err(e) => tracing::warn!(
+                                "saving the txid filter to {}: {e}",
+                                filter_path.display()
+                            ),
+                        }
                     }
-                }
-            })
-            .map_err(|e| Error::Storage(format!("starting the txid filter's saver: {e}")))?;
+                })
+        }
+        .map_err(|e| Error::Storage(format!("starting the txid filter's saver: {e}")))?;
         let stop_builder = Arc::new(AtomicBool::new(false));
         let builder = if from == height {
             filter.set_complete();
@@ -121,11 +143,7 @@ impl SledLedgerStore {
                             tracing::info!(from, height, "txid filter caught up");
                             // Saved at once, so that the next open does not read the blocks
                             // again. Bits that commits added since are more than it needs.
-                            let _ = saver.send(Saved {
-                                height,
-                                last_hash,
-                                words: filter.snapshot(),
-                            });
+                            let _ = saver.send((height, last_hash));
                         }
                         Ok(false) => {}
                         Err(e) => tracing::warn!(
@@ -203,8 +221,8 @@ impl SledLedgerStore {
 }
 
 impl SledLedgerStore {
-    /// Hands a snapshot of the txid filter to the saver when enough was committed since the
-    /// last one (and the saver is free: otherwise the next block tries again).
+    /// Asks the saver for a snapshot of the txid filter when enough was committed since the
+    /// last one (and the saver is free: otherwise the next block asks again).
     fn maybe_save_filter(&self, c: &BlockCommit) {
         let blocks = self.unsaved_blocks.fetch_add(1, Ordering::Relaxed) + 1;
         let txids = self
@@ -217,12 +235,7 @@ impl SledLedgerStore {
         if !self.filter.is_complete() || (txids < self.save_every.0 && blocks < self.save_every.1) {
             return;
         }
-        let saved = Saved {
-            height: c.number + 1,
-            last_hash: c.hash,
-            words: self.filter.snapshot(),
-        };
-        if saver.try_send(saved).is_ok() {
+        if saver.try_send((c.number + 1, c.hash)).is_ok() {
             self.unsaved_blocks.store(0, Ordering::Relaxed);
             self.unsaved_txids.store(0, Ordering::Relaxed);
         }
@@ -240,8 +253,16 @@ impl Drop for SledLedgerStore {
         if let Some(b) = builder {
             let _ = b.join();
         }
-        // A snapshot being written is finished, so that the next open finds it whole.
+        // What was committed since the last snapshot is saved, so that the next open does not
+        // read it back from the blocks; a snapshot being written is finished first.
         if let Some((saver, saving)) = self.saver.take() {
+            let savepoint = self.tree.get(keys::SAVEPOINT).ok().flatten();
+            if self.filter.is_complete()
+                && self.unsaved_blocks.load(Ordering::Relaxed) > 0
+                && let Some(sp) = savepoint.and_then(|v| keys::parse_savepoint(&v).ok())
+            {
+                let _ = saver.send((sp.height(), sp.hash));
+            }
             drop(saver);
             let _ = saving.join();
         }
@@ -250,8 +271,15 @@ impl Drop for SledLedgerStore {
 
 /// The saved txid filter at `path` and the height from which blocks are still to be added to it,
 /// or an empty filter and 0 when there is none that fits this ledger (none saved, damaged, of
-/// another size, ahead of the ledger or of another chain).
-fn load_filter(tree: &sled::Tree, path: &Path, height: u64) -> Result<(TxidFilter, u64)> {
+/// another size, ahead of the ledger, of another chain, or lacking a txid of the blocks it is
+/// checked against: its last and its middle one). Past those checks the file is trusted as the
+/// index is. A block-hash entry of the index that does not decode fails the open.
+fn load_filter(
+    tree: &sled::Tree,
+    blocks: &BlockFiles,
+    path: &Path,
+    height: u64,
+) -> Result<(TxidFilter, u64)> {
     let log2_bits = txid_filter::LOG2_BITS;
     let expected = Saved::file_len(log2_bits) as u64;
     // The length is checked before the file is read: whatever lies there is not trusted.
@@ -274,11 +302,17 @@ fn load_filter(tree: &sled::Tree, path: &Path, height: u64) -> Result<(TxidFilte
                         .map(|v| keys::u64_at(&v, 0))
                         .transpose()?
                         == Some(s.height - 1);
-                if of_this_chain {
+                if !of_this_chain {
+                    format!("its block {} is not this ledger's", s.height - 1)
+                } else {
                     let from = s.height;
-                    return Ok((s.into_filter(), from));
+                    let filter = s.into_filter();
+                    match lacks_a_txid(tree, blocks, &filter, from) {
+                        Ok(None) => return Ok((filter, from)),
+                        Ok(Some(n)) => format!("it lacks a txid of block {n}"),
+                        Err(e) => format!("checking it against the blocks: {e}"),
+                    }
                 }
-                format!("its block {} is not this ledger's", s.height - 1)
             }
         },
     };
@@ -287,6 +321,35 @@ fn load_filter(tree: &sled::Tree, path: &Path, height: u64) -> Result<(TxidFilte
         path.display()
     );
     Ok((TxidFilter::new(log2_bits), 0))
+}
+
+/// A block below `height` (the last and the middle one are checked) one of whose txids the
+/// filter lacks: a saved filter that was stale or zeroed, however well formed.
+fn lacks_a_txid(
+    tree: &sled::Tree,
+    blocks: &BlockFiles,
+    filter: &TxidFilter,
+    height: u64,
+) -> Result<Option<u64>> {
+    let Some(last) = height.checked_sub(1) else {
+        return Ok(None);
+    };
+    for n in [last, last / 2] {
+        let loc = tree
+            .get(keys::block(n))?
+            .ok_or_else(|| Error::Corrupt(format!("block {n} is not indexed")))?;
+        let bytes = blocks.read(BlockLocation::decode(&loc)?)?;
+        let txids = mercato_proto::block::block_txids(bytes)
+            .map_err(|e| Error::Corrupt(format!("block {n}: {e}")))?;
+        if txids
+            .iter()
+            .filter_map(|t| keys::txid_bytes(t))
+            .any(|b| !filter.may_contain(&b))
+        {
+            return Ok(Some(n));
+        }
+    }
+    Ok(None)
 }
 
 /// Adds the txids of the blocks of `numbers` to the filter; `Ok(false)` when stopped first.
@@ -689,19 +752,20 @@ mod tests {
             }
             assert_eq!(store.tx_location(&txids_of(99)[0]).unwrap(), None);
         };
-        {
-            let store = SledLedgerStore::open(dir.path(), "ch").unwrap();
-            for n in 0..3 {
-                store.commit(&block_of(n, &txids_of(n))).unwrap();
-            }
-        }
-        assert!(!path.exists(), "too few blocks to save the filter");
         let saved_height = || {
             let bytes = std::fs::read(&path).unwrap();
             Saved::decode(&bytes, txid_filter::LOG2_BITS)
                 .unwrap()
                 .height
         };
+        {
+            let store = SledLedgerStore::open(dir.path(), "ch").unwrap();
+            for n in 0..3 {
+                store.commit(&block_of(n, &txids_of(n))).unwrap();
+            }
+        }
+        assert_eq!(saved_height(), 3, "saved when the ledger closed");
+        std::fs::remove_file(&path).unwrap();
         {
             let store = SledLedgerStore::open(dir.path(), "ch").unwrap();
             assert!(store.wait_for_txid_filter(), "rebuilt from every block");
@@ -717,32 +781,45 @@ mod tests {
                 store.commit(&block_of(n, &txids_of(n))).unwrap();
             }
         }
-        let h = saved_height();
-        assert!((4..=6).contains(&h), "saved at {h} while committing");
+        assert_eq!(saved_height(), 6, "saved while committing and when closed");
         {
             let store = SledLedgerStore::open(dir.path(), "ch").unwrap();
             assert!(store.wait_for_txid_filter());
             all(&store, 6);
         }
-        // The saved bits are what the reopened filter starts from: a filter saved empty at the
-        // ledger's height (a lie) hides every txid, one at height 4 hides blocks 0 to 3 only.
+        // The saved bits are what the reopened filter starts from once they hold the txids of
+        // the blocks they are checked against (the last one below their height and the middle
+        // one): one at height 4 holding blocks 1 and 3 only hides block 0, and block 5 is
+        // caught up. A zeroed one is caught by the check and rebuilt.
+        let partial = TxidFilter::new(txid_filter::LOG2_BITS);
+        for n in [1, 3] {
+            for t in txids_of(n) {
+                partial.insert(&keys::txid_bytes(&t).unwrap());
+            }
+        }
+        Saved {
+            height: 4,
+            last_hash: [4; 32],
+            words: partial.snapshot(),
+        }
+        .write(&path, txid_filter::LOG2_BITS)
+        .unwrap();
+        {
+            let store = SledLedgerStore::open(dir.path(), "ch").unwrap();
+            assert!(store.wait_for_txid_filter());
+            assert_eq!(store.tx_location(&txids_of(0)[0]).unwrap(), None);
+            assert!(store.tx_location(&txids_of(2)[0]).unwrap().is_none());
+            assert!(store.tx_location(&txids_of(5)[0]).unwrap().is_some());
+        }
         let lie = |height: u64, last_hash: [u8; 32]| Saved {
             height,
             last_hash,
             words: vec![0; 1 << (txid_filter::LOG2_BITS - 6)],
         };
-        lie(4, [4; 32])
-            .write(&path, txid_filter::LOG2_BITS)
-            .unwrap();
-        {
-            let store = SledLedgerStore::open(dir.path(), "ch").unwrap();
-            assert!(store.wait_for_txid_filter());
-            assert_eq!(store.tx_location(&txids_of(0)[0]).unwrap(), None);
-            assert!(store.tx_location(&txids_of(5)[0]).unwrap().is_some());
-        }
-        // Of another chain (block 3's hash is not [9; 32]), ahead of the ledger, or damaged:
-        // rebuilt.
+        // Zeroed, of another chain (block 3's hash is not [9; 32]), ahead of the ledger, or
+        // damaged: rebuilt.
         for bytes in [
+            lie(4, [4; 32]).encode(txid_filter::LOG2_BITS),
             lie(4, [9; 32]).encode(txid_filter::LOG2_BITS),
             lie(7, [7; 32]).encode(txid_filter::LOG2_BITS),
             b"torn".to_vec(),

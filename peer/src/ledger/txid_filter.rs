@@ -23,10 +23,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use sha2::{Digest, Sha256};
 
 /// 2^27 bits = 16 MiB: ten million txids at about 0.2 % false positives; past that the rate
-/// grows, and the cost of a false positive is one index lookup.
+/// grows fast (about 58 % at fifty million), and the cost of a false positive is one index
+/// lookup.
 pub const LOG2_BITS: u32 = 27;
 /// Bits set per txid.
 const PROBES: u32 = 7;
+/// Names the file format and the probe positions: a change to [`hashes`] needs a new one.
 const MAGIC: &[u8; 8] = b"MTXIDF01";
 const HEADER_BYTES: usize = 8 + 4 + 4 + 8 + 32;
 
@@ -215,7 +217,9 @@ impl Saved {
     /// Writes the file at `path` whole or not at all: a temporary file beside it, synced, then
     /// renamed over it.
     pub fn write(&self, path: &Path, log2_bits: u32) -> std::io::Result<()> {
-        let tmp = path.with_extension("tmp");
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".tmp");
+        let tmp = path.with_file_name(name);
         let mut f = OpenOptions::new()
             .create(true)
             .write(true)
