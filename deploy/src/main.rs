@@ -189,6 +189,12 @@ async fn run(cli: Cli) -> Result<()> {
 /// requests at once per connection (`concurrency_limit_per_connection`).
 const CLIENTS_PER_CONNECTION: usize = 256;
 
+/// Whether a recorded network is one of `spec` (its channel and organisations), so that `spec`
+/// may resume or replace it.
+fn same_network(recorded: &Spec, spec: &Spec) -> bool {
+    recorded.channel == spec.channel && recorded.orgs == spec.orgs
+}
+
 /// Deletes the benchmark network of an earlier run, so that every run starts from the same
 /// empty ledger with the identities of the scheme asked for. Only a network of this same spec
 /// (the one `bench` would otherwise resume) is deleted; any other is left for `bring_up` to
@@ -196,8 +202,7 @@ const CLIENTS_PER_CONNECTION: usize = 256;
 fn fresh(spec: &Spec) -> Result<()> {
     let data = &spec.data_dir;
     if let Some(state) = State::load(data)?
-        && state.spec.channel == spec.channel
-        && state.spec.orgs == spec.orgs
+        && same_network(&state.spec, spec)
     {
         step(&format!(
             "deleting the previous benchmark network in {} (--reuse keeps it)",
@@ -233,7 +238,7 @@ async fn bring_up(spec: Spec, workspace: &Path) -> Result<State> {
     let data = spec.data_dir.clone();
     let mut state = match State::load(&data)? {
         Some(state) => {
-            if state.spec.channel != spec.channel || state.spec.orgs != spec.orgs {
+            if !same_network(&state.spec, &spec) {
                 bail!(
                     "{} holds a network of another spec; use another --data-dir or `down --purge`",
                     data.display()

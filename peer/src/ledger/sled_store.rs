@@ -173,6 +173,12 @@ impl SledLedgerStore {
     /// Waits until the txid filter has caught up with the blocks committed before the open (or
     /// given up): whether its "absent" is now trusted.
     pub fn wait_for_txid_filter(&self) -> bool {
+        self.join_builder();
+        self.filter.is_complete()
+    }
+
+    /// Waits for the thread adding the blocks' txids to the filter, if it still runs.
+    fn join_builder(&self) {
         let handle = self
             .builder
             .lock()
@@ -181,7 +187,6 @@ impl SledLedgerStore {
         if let Some(h) = handle {
             let _ = h.join();
         }
-        self.filter.is_complete()
     }
 
     /// Whether commits are flushed to disk before they return.
@@ -245,14 +250,7 @@ impl SledLedgerStore {
 impl Drop for SledLedgerStore {
     fn drop(&mut self) {
         self.stop_builder.store(true, Ordering::Relaxed);
-        let builder = self
-            .builder
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(b) = builder {
-            let _ = b.join();
-        }
+        self.join_builder();
         // What was committed since the last snapshot is saved, so that the next open does not
         // read it back from the blocks; a snapshot being written is finished first.
         if let Some((saver, saving)) = self.saver.take() {
@@ -297,11 +295,7 @@ fn load_filter(
             }
             Ok(Ok(s)) => {
                 let of_this_chain = s.height == 0
-                    || tree
-                        .get(keys::block_hash(&s.last_hash))?
-                        .map(|v| keys::u64_at(&v, 0))
-                        .transpose()?
-                        == Some(s.height - 1);
+                    || block_number_by_hash(tree, &s.last_hash)? == Some(s.height - 1);
                 if !of_this_chain {
                     format!("its block {} is not this ledger's", s.height - 1)
                 } else {
@@ -335,21 +329,38 @@ fn lacks_a_txid(
         return Ok(None);
     };
     for n in [last, last / 2] {
-        let loc = tree
-            .get(keys::block(n))?
-            .ok_or_else(|| Error::Corrupt(format!("block {n} is not indexed")))?;
-        let bytes = blocks.read(BlockLocation::decode(&loc)?)?;
-        let txids = mercato_proto::block::block_txids(bytes)
-            .map_err(|e| Error::Corrupt(format!("block {n}: {e}")))?;
-        if txids
+        if stored_txids(tree, blocks, n)?
             .iter()
-            .filter_map(|t| keys::txid_bytes(t))
-            .any(|b| !filter.may_contain(&b))
+            .any(|t| !filter.may_contain(t))
         {
             return Ok(Some(n));
         }
     }
     Ok(None)
+}
+
+/// The encoded block with this number, if it is indexed.
+fn stored_block(tree: &sled::Tree, blocks: &BlockFiles, number: u64) -> Result<Option<Vec<u8>>> {
+    match tree.get(keys::block(number))? {
+        Some(loc) => Ok(Some(blocks.read(BlockLocation::decode(&loc)?)?)),
+        None => Ok(None),
+    }
+}
+
+/// The number of the block with this header hash.
+fn block_number_by_hash(tree: &sled::Tree, hash: &[u8]) -> Result<Option<u64>> {
+    tree.get(keys::block_hash(hash))?
+        .map(|v| keys::u64_at(&v, 0))
+        .transpose()
+}
+
+/// The txids (as the bytes their hex spells) a committed block's envelopes name.
+fn stored_txids(tree: &sled::Tree, blocks: &BlockFiles, n: u64) -> Result<Vec<[u8; 32]>> {
+    let bytes = stored_block(tree, blocks, n)?
+        .ok_or_else(|| Error::Corrupt(format!("block {n} is not indexed")))?;
+    let txids = mercato_proto::block::block_txids(bytes)
+        .map_err(|e| Error::Corrupt(format!("block {n}: {e}")))?;
+    Ok(txids.iter().filter_map(|t| keys::txid_bytes(t)).collect())
 }
 
 /// Adds the txids of the blocks of `numbers` to the filter; `Ok(false)` when stopped first.
@@ -364,14 +375,8 @@ fn add_block_txids(
         if stop.load(Ordering::Relaxed) {
             return Ok(false);
         }
-        let loc = tree
-            .get(keys::block(n))?
-            .ok_or_else(|| Error::Corrupt(format!("block {n} is not indexed")))?;
-        let bytes = blocks.read(BlockLocation::decode(&loc)?)?;
-        let txids = mercato_proto::block::block_txids(bytes)
-            .map_err(|e| Error::Corrupt(format!("block {n}: {e}")))?;
-        for bytes in txids.iter().filter_map(|t| keys::txid_bytes(t)) {
-            filter.insert(&bytes);
+        for txid in stored_txids(tree, blocks, n)? {
+            filter.insert(&txid);
         }
     }
     Ok(true)
@@ -467,17 +472,11 @@ impl LedgerStore for SledLedgerStore {
     }
 
     fn block(&self, number: u64) -> Result<Option<Vec<u8>>> {
-        match self.tree.get(keys::block(number))? {
-            Some(loc) => Ok(Some(self.blocks.read(BlockLocation::decode(&loc)?)?)),
-            None => Ok(None),
-        }
+        stored_block(&self.tree, &self.blocks, number)
     }
 
     fn block_number_by_hash(&self, hash: &[u8]) -> Result<Option<u64>> {
-        self.tree
-            .get(keys::block_hash(hash))?
-            .map(|v| keys::u64_at(&v, 0))
-            .transpose()
+        block_number_by_hash(&self.tree, hash)
     }
 
     fn tx_location(&self, txid: &str) -> Result<Option<TxLocation>> {
